@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One command from a clean clone: virtual environment, pinned packages, MNIST, and the book as HTML.
+#   bash scripts/setup.sh            set up, then build the book (open _build/html/index.html)
+#   bash scripts/setup.sh --serve    ... and serve it on http://127.0.0.1:8000
+#   bash scripts/setup.sh --no-build set up only (what CI does before the tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=1
+serve=0
+for arg in "$@"; do
+  case "$arg" in
+    --no-build) build=0 ;;
+    --serve) serve=1 ;;
+    -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+PY=${PYTHON:-python3}
+"$PY" -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is needed"' \
+  || { echo "setup.sh: Python 3.10 or newer is needed (set PYTHON=/path/to/python3.x)" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PY" -m venv .venv
+fi
+VPY=.venv/bin/python
+
+# Reinstall only when the pins or the package metadata changed: a second run takes seconds.
+stamp=.venv/.stnbook-installed
+want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "==> installing pinned packages (requirements.txt; torch is large, a first install takes a few minutes)"
+  "$VPY" -m pip install -q --disable-pip-version-check -r requirements.txt
+  "$VPY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+  echo "$want" > "$stamp"
+else
+  echo "==> packages already installed (requirements.txt unchanged)"
+fi
+
+echo "==> MNIST"
+"$VPY" -m stnlib.data fetch mnist --root data
+
+if [ "$build" = 1 ]; then
+  echo "==> building the book"
+  .venv/bin/jupyter-book build . --builder html
+  echo "==> the book is at file://$PWD/_build/html/index.html"
+  if [ "$serve" = 1 ]; then
+    echo "==> serving on http://127.0.0.1:8000 (Ctrl-C to stop)"
+    exec "$VPY" -m http.server 8000 --bind 127.0.0.1 --directory _build/html
+  fi
+fi

@@ -1,0 +1,158 @@
+"""The spatial transformer module (paper Sec. 3): localisation net -> theta -> grid generator -> sampler.
+
+The localisation net's regression layer starts at the identity transform (zero weights, bias =
+the family's identity parameters; paper Sec. 4), so at step 0 the module passes its input through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .coords import ALIGN_CORNERS, as_size
+from .sampler import bilinear_sample, trilinear_sample
+from .transforms import Transform, get_transform
+
+
+def infer_features(loc_net: nn.Module) -> int:
+    """Output width of ``loc_net``: the ``out_features`` of its last ``nn.Linear``."""
+    linears = [m for m in loc_net.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("cannot infer the localisation net's output width (it has no nn.Linear); "
+                         "pass loc_features=<number of features it outputs>")
+    return linears[-1].out_features
+
+
+def identity_head(in_features: int, identity: torch.Tensor) -> nn.Linear:
+    """The regression layer: a Linear(in_features, len(identity)) with zero weights and identity bias."""
+    head = nn.Linear(in_features, identity.numel())
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(identity)
+    return head
+
+
+class SpatialTransformer(nn.Module):
+    """A spatial transformer: ``forward(x) -> (output, theta)``.
+
+    Args:
+        loc_net: the localisation net f_loc, mapping the input (B, C, H, W) to features (B, F). A
+            regression layer Linear(F, num_params), initialised to the identity, is appended here.
+        transform: a family name from :func:`stnlib.get_transform` or a :class:`Transform`.
+        out_size: (H', W') of the output (D', H', W' for 3D); ``None`` keeps the input's size. A size
+            smaller than the input downsamples (the paper's attention STs).
+        loc_features: F; inferred from the last ``nn.Linear`` of ``loc_net`` when omitted.
+        align_corners: convention of :mod:`stnlib.coords`; leave the default.
+        padding: sampler padding ("zeros" as in the paper; see :mod:`stnlib.sampler` on collapse).
+        check_finite: raise a clear error when theta is NaN/inf (one device sync per call).
+
+    Conventions: theta maps output points to input points in normalised [-1, 1] coordinates,
+    (x, y) order. Any number of channels; the output has the input's channels.
+
+    Examples:
+        >>> st = SpatialTransformer(nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 32), nn.ReLU()), "affine")
+        >>> x = torch.rand(2, 1, 28, 28)
+        >>> out, theta = st(x)
+        >>> torch.allclose(out, x, atol=1e-6), theta.shape
+        (True, torch.Size([2, 6]))
+    """
+
+    def __init__(self, loc_net: nn.Module, transform: str | Transform = "affine",
+                 out_size: int | Sequence[int] | None = None, loc_features: int | None = None,
+                 align_corners: bool = ALIGN_CORNERS, padding: str = "zeros", check_finite: bool = True):
+        super().__init__()
+        self.transform = get_transform(transform)
+        self.loc_net = loc_net
+        features = loc_features if loc_features is not None else infer_features(loc_net)
+        self.head = identity_head(features, self.transform.identity())
+        self.out_size = None if out_size is None else as_size(out_size, self.transform.ndim)
+        self.align_corners = align_corners
+        self.padding = padding
+        self.check_finite = check_finite
+
+    def localise(self, x: torch.Tensor) -> torch.Tensor:
+        """theta = regression(f_loc(x)), shape (B, num_params)."""
+        return self.head(self.loc_net(x).flatten(1))
+
+    def sample(self, source: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """Warp ``source`` with ``theta`` (grid generator + sampler) to ``out_size``."""
+        nd = self.transform.ndim
+        if source.dim() != nd + 2:
+            raise ValueError(f"input must be {'(B, C, H, W)' if nd == 2 else '(B, C, D, H, W)'}, got shape {tuple(source.shape)}")
+        size = self.out_size or tuple(source.shape[2:])
+        grid = self.transform.grid(theta, size, self.align_corners, check_finite=self.check_finite)
+        sampler = bilinear_sample if nd == 2 else trilinear_sample
+        return sampler(source, grid, self.align_corners, self.padding)
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predict theta from ``x`` and warp ``source`` (default ``x``).
+
+        Args:
+            x: (B, C, H, W) input to the localisation net.
+            source: optional (B, C', H_s, W_s) image to sample from instead of ``x``, e.g. a higher
+                resolution copy (the paper's birds: theta from 224 px, crops from 448 px).
+
+        Returns:
+            (output (B, C', H', W'), theta (B, num_params)).
+        """
+        theta = self.localise(x)
+        return self.sample(x if source is None else source, theta), theta
+
+
+class ParallelSpatialTransformers(nn.Module):
+    """N spatial transformers on the same input, sharing one localisation net (paper Secs. 4.3, A.1).
+
+    The shared net's features go to one regression layer with N x num_params outputs; transformer n
+    uses slice n. ``forward(x) -> (outputs (B, N, C, H', W'), theta (B, N, num_params))``.
+
+    Args:
+        loc_net: shared localisation net, (B, C, H, W) -> (B, F).
+        num_transformers: N.
+        transform, out_size, loc_features, align_corners, padding, check_finite: as in
+            :class:`SpatialTransformer`.
+        init: optional (N, num_params) initial theta per transformer (e.g. crops that tile the image,
+            paper A.6); default: every transformer starts at the identity.
+    """
+
+    def __init__(self, loc_net: nn.Module, num_transformers: int, transform: str | Transform = "affine",
+                 out_size: int | Sequence[int] | None = None, loc_features: int | None = None,
+                 init: torch.Tensor | None = None, align_corners: bool = ALIGN_CORNERS, padding: str = "zeros",
+                 check_finite: bool = True):
+        super().__init__()
+        if int(num_transformers) < 1:
+            raise ValueError(f"num_transformers must be >= 1, got {num_transformers}")
+        self.num_transformers = int(num_transformers)
+        self.transform = get_transform(transform)
+        p = self.transform.num_params
+        if init is None:
+            init = self.transform.identity().repeat(self.num_transformers, 1)
+        init = torch.as_tensor(init, dtype=torch.float32)
+        if init.shape != (self.num_transformers, p):
+            raise ValueError(f"init must have shape ({self.num_transformers}, {p}), got {tuple(init.shape)}")
+        self.loc_net = loc_net
+        features = loc_features if loc_features is not None else infer_features(loc_net)
+        self.head = identity_head(features, init.flatten())
+        self.out_size = None if out_size is None else as_size(out_size, self.transform.ndim)
+        self.align_corners = align_corners
+        self.padding = padding
+        self.check_finite = check_finite
+
+    def localise(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, num_params) theta of every transformer."""
+        return self.head(self.loc_net(x).flatten(1)).reshape(x.shape[0], self.num_transformers, -1)
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        theta = self.localise(x)
+        src = x if source is None else source
+        if src.dim() != 4:
+            raise ValueError(f"input must be (B, C, H, W), got shape {tuple(src.shape)}")
+        b, n = theta.shape[:2]
+        size = self.out_size or tuple(src.shape[2:])
+        grid = self.transform.grid(theta.reshape(b * n, -1), size, self.align_corners, check_finite=self.check_finite)
+        # Each transformer reads the same source: repeat it along a new transformer axis (a view,
+        # materialised once by grid_sample's input requirements).
+        rep = src.unsqueeze(1).expand(b, n, *src.shape[1:]).reshape(b * n, *src.shape[1:])
+        out = bilinear_sample(rep, grid, self.align_corners, self.padding)
+        return out.reshape(b, n, *out.shape[1:]), theta
