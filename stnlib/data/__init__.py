@@ -7,3 +7,11 @@ touch the network or the disk.
 from stnlib.data.mnist import MNIST_FILES, MnistDataError, fetch_mnist, load_mnist, read_idx, verify_mnist
 
 __all__ = ["MNIST_FILES", "MnistDataError", "fetch_mnist", "load_mnist", "read_idx", "verify_mnist"]
+
+from stnlib.data.distortions import (DIGIT_SIZE, DISTORTIONS, KINDS, SPLIT_SEEDS, DistortedMNIST, DistortionSpec,
+                                     apply_distortion, as_image_batch, derive_seed, digit_box, distortion_matrix,
+                                     fixed_test_set, make_addition_batch, make_colocalisation_set, sample_distortion)
+
+__all__ += ["DIGIT_SIZE", "DISTORTIONS", "KINDS", "SPLIT_SEEDS", "DistortedMNIST", "DistortionSpec", "apply_distortion",
+            "as_image_batch", "derive_seed", "digit_box", "distortion_matrix", "fixed_test_set", "make_addition_batch",
+            "make_colocalisation_set", "sample_distortion"]
