@@ -1,0 +1,293 @@
+"""Tables and figures of the distorted-MNIST chapter, computed from experiment artifacts.
+
+The paper's numbers (Table 1 and the TC text; ../shared/PAPER.md) are kept here only to be printed
+beside ours, never as results.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import torch
+
+from .data import load_mnist
+from .data.distortions import fixed_test_set
+from .experiments import get_cells, load_cell, load_results, run
+from .geometry import sampling_outline
+from .paths import results_dir
+from .transforms import decompose_affine
+from .viz import COLORS, draw_outline, imshow
+
+ROWS = [("fcn", None), ("cnn", None), ("fcn", "affine"), ("fcn", "projective"), ("fcn", "tps"),
+        ("cnn", "affine"), ("cnn", "projective"), ("cnn", "tps")]
+COLUMNS = ("R", "RTS", "P", "E", "TC")
+PAPER_TABLE1 = {  # % test error; TC from the text (ST-FCN / ST-CNN there are affine)
+    ("fcn", None): [2.1, 5.2, 3.1, 3.2, 13.2], ("cnn", None): [1.2, 0.8, 1.5, 1.4, 3.5],
+    ("fcn", "affine"): [1.2, 0.8, 1.5, 2.7, 2.0], ("fcn", "projective"): [1.3, 0.9, 1.4, 2.6, None],
+    ("fcn", "tps"): [1.1, 0.8, 1.4, 2.4, None], ("cnn", "affine"): [0.7, 0.5, 0.8, 1.2, 1.7],
+    ("cnn", "projective"): [0.8, 0.6, 0.8, 1.3, None], ("cnn", "tps"): [0.7, 0.5, 0.8, 1.1, None],
+}
+SMOKE_CELLS = ["R-cnn", "R-st-cnn-affine", "RTS-cnn", "RTS-st-cnn-affine", "E-st-cnn-affine", "E-st-cnn-tps"]
+
+
+def row_name(arch: str, transform: str | None) -> str:
+    return arch.upper() if transform is None else f"ST-{arch.upper()} {transform[:4].capitalize()}"
+
+
+def cell_id(dist: str, arch: str, transform: str | None) -> str:
+    return f"{dist}-{arch}" if transform is None else f"{dist}-st-{arch}-{transform}"
+
+
+def chapter_results(profile: str, experiment: str = "table1") -> tuple[dict[str, dict], str]:
+    """(metrics by cell, profile they come from). "artifacts": the committed full run; "smoke": train
+    :data:`SMOKE_CELLS` now (a small budget, into the ignored ``results/runs``)."""
+    if profile == "artifacts":
+        return load_results(experiment, "full"), "full"
+    if profile != "smoke":
+        raise ValueError(f"profile must be 'artifacts' or 'smoke', got {profile!r}")
+    return run(experiment, "smoke", SMOKE_CELLS, progress=False, root=results_dir() / "runs"), "smoke"
+
+
+def chapter_cell(cell: str, profile: str, experiment: str = "table1"):
+    """(metrics, model, analysis) of one cell for the chapter's profile (see :func:`chapter_results`),
+    or None (with a note saying how to make it) when that cell has no artifact yet."""
+    c = get_cells(experiment, [cell])[0]
+    try:
+        if profile == "artifacts":
+            return load_cell(c, "full")
+        return load_cell(c, "smoke", root=results_dir() / "runs")
+    except FileNotFoundError:
+        prof = "full" if profile == "artifacts" else "smoke"
+        print(f"[{cell} has no {prof} artifact yet: `python -m stnlib.experiments run {experiment} --profile {prof} "
+              f"--cells {cell}` makes it]")
+        return None
+
+
+def figure_st_predictions(profile: str, kinds: Sequence[str], families: Sequence[str], n: int = 5) -> list:
+    """:func:`plot_st_predictions` for every distortion in ``kinds`` and ST-CNN family that has an artifact."""
+    figs = []
+    for kind in kinds:
+        entries = {}
+        for tf in families:
+            got = chapter_cell(f"{kind}-st-cnn-{tf}", profile)
+            if got is not None:
+                entries[f"ST-CNN {tf}"] = got[1:]
+        if entries:
+            fig = plot_st_predictions(kind, entries, n)
+            fig.suptitle(kind, y=1.01)
+            figs.append(fig)
+    return figs
+
+
+def figure_theta_vs_truth(profile: str):
+    """Rotation of the R ST-CNN's theta against the applied angle; sampled size on RTS against the applied scale."""
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2))
+    found = {}
+    for ax, (cell, kind, key) in zip(axes, [("R-st-cnn-affine", "R", "angle_deg"), ("RTS-st-cnn-affine", "RTS", "scale")]):
+        got = chapter_cell(cell, profile)
+        if got is None:
+            ax.set_axis_off()
+            continue
+        theta = got[2]["theta"]
+        truth = test_set(kind, len(theta))["params"][key]
+        if key == "angle_deg":
+            _, found["rotation"] = plot_theta_vs_truth(truth, rotation_of(theta), "applied rotation (deg)",
+                                                       "rotation of predicted theta (deg)", ax)
+        else:
+            _, found["scale"] = plot_theta_vs_truth(truth, scale_of(theta), "applied scale", "size of sampled region", ax)
+    fig.tight_layout()
+    return fig, found
+
+
+def figure_error_by_rotation(profile: str):
+    """% test error against the applied R rotation, CNN vs ST-CNN affine (full fixed test set)."""
+    data = test_set("R")
+    curves = {}
+    for label, cell in [("CNN", "R-cnn"), ("ST-CNN affine", "R-st-cnn-affine")]:
+        got = chapter_cell(cell, profile)
+        if got is None:
+            continue
+        pred = got[2]["pred"].long()
+        correct = pred == data["y"][: len(pred)]
+        curves[label] = error_by_bins(data["params"]["angle_deg"][: len(pred)], correct, list(range(-90, 91, 15)))
+    return plot_error_by_bins(curves, "applied rotation (deg)") if curves else None
+
+
+def trained_explorer(profile: str, cell: str = "RTS-st-cnn-affine", index: int = 0):
+    """A :class:`~stnlib.widgets.ThetaExplorer` on a test digit, starting at the theta the trained ST predicted,
+    that shows the trained classifier's reading of every perturbed output."""
+    from .widgets import ThetaExplorer
+
+    got = chapter_cell(cell, profile)
+    if got is None:
+        return None
+    _, model, analysis = got
+    kind = cell.split("-")[0]
+    explorer = ThetaExplorer(test_set(kind, index + 1)["x"][index], "affine", describe=model_describer(model))
+    explorer.set_values(decompose_affine(analysis["theta"][index]))
+    return explorer
+
+
+def st_vs_plain(results: dict[str, dict]) -> list[str]:
+    """Per distortion, the best ST model against the plain model of the same classifier, as sentences."""
+    lines = []
+    for d in COLUMNS:
+        for arch in ("fcn", "cnn"):
+            plain = results.get(cell_id(d, arch, None))
+            sts = [(tf, results[cell_id(d, arch, tf)]) for tf in ("affine", "projective", "tps")
+                   if cell_id(d, arch, tf) in results]
+            if plain and sts:
+                tf, best = min(sts, key=lambda t: t[1]["test_error"])
+                verdict = "better" if best["test_error"] < plain["test_error"] else "not better"
+                lines.append(f"{d}: best ST-{arch.upper()} ({tf}) {best['test_error']:.2f}% vs {arch.upper()} "
+                             f"{plain['test_error']:.2f}% -> {verdict}")
+    return lines
+
+
+def table1_html(results: dict[str, dict]) -> str:
+    """Paper vs ours for every Table 1 cell and the TC row, with each cell's compute."""
+    head = "".join(f"<th>{d} paper</th><th>{d} ours</th>" for d in COLUMNS)
+    rows = []
+    for arch, tf in ROWS:
+        tds = []
+        for k, d in enumerate(COLUMNS):
+            paper = PAPER_TABLE1[(arch, tf)][k]
+            m = results.get(cell_id(d, arch, tf))
+            ours = "&ndash;" if m is None else (
+                f"<b>{m['test_error']:.2f}</b><br><small>{m['params'] / 1000:.0f}k p, {m['wall_time_s']:.0f} s</small>")
+            tds.append(f"<td>{'&ndash;' if paper is None else paper}</td><td>{ours}</td>")
+        rows.append(f"<tr><th>{row_name(arch, tf)}</th>{''.join(tds)}</tr>")
+    return (f"<table class='stn-table'><tr><th>% test error</th>{head}</tr>{''.join(rows)}</table>")
+
+
+def provenance(results: dict[str, dict]) -> str:
+    """One sentence naming the command, profile, hardware and total time behind ``results``."""
+    if not results:
+        return "No artifacts found."
+    any_m = next(iter(results.values()))
+    hw = any_m["hardware"]
+    total = sum(m["wall_time_s"] for m in results.values())
+    dates = sorted(m["finished"] for m in results.values())
+    return (f"{len(results)} cells from `python -m stnlib.experiments run table1 --profile {any_m['profile']}` "
+            f"({any_m['profile_description']}); hardware: {hw.get('cpu_model', '?')} x{hw.get('cpu_count', '?')} "
+            f"({hw.get('device')}, {hw.get('torch_threads')} threads, torch {hw.get('torch_version')}); "
+            f"total training time {total / 60:.1f} min; finished {dates[0]} to {dates[-1]}.")
+
+
+def gaps(results: dict[str, dict]) -> list[tuple[str, float, float]]:
+    """(cell, ours, paper) for every cell with both numbers, worst gap first."""
+    out = []
+    for arch, tf in ROWS:
+        for k, d in enumerate(COLUMNS):
+            paper = PAPER_TABLE1[(arch, tf)][k]
+            m = results.get(cell_id(d, arch, tf))
+            if paper is not None and m is not None:
+                out.append((cell_id(d, arch, tf), m["test_error"], paper))
+    return sorted(out, key=lambda t: t[1] - t[2], reverse=True)
+
+
+def test_set(kind: str, n: int | None = None) -> dict:
+    """The fixed test set of a distortion (the one every model was scored on)."""
+    x, y = load_mnist("test")
+    return fixed_test_set(kind, x, y, n=n)
+
+
+def plot_distortions(kinds: Sequence[str] = COLUMNS, n: int = 8):
+    """The first ``n`` fixed test images of each distortion, one row each."""
+    fig, axes = plt.subplots(len(kinds), n, figsize=(n * 1.0, len(kinds) * 1.1), squeeze=False)
+    for r, kind in enumerate(kinds):
+        data = test_set(kind, n)
+        for c in range(n):
+            imshow(axes[r, c], data["x"][c])
+        axes[r, 0].set_ylabel(kind, rotation=0, labelpad=18, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_st_predictions(kind: str, entries: dict[str, tuple], n: int = 5):
+    """For one distortion: each model's predicted sampling region on the first ``n`` test inputs, and its output.
+
+    Args:
+        entries: label -> (model, analysis) from :func:`chapter_cell`.
+    """
+    data = test_set(kind, n)
+    fig, axes = plt.subplots(2 * len(entries), n, figsize=(n * 1.15, 2.3 * len(entries)), squeeze=False)
+    for r, (label, (model, analysis)) in enumerate(entries.items()):
+        tf = model.st.transform
+        with torch.no_grad():
+            warped, theta = model.transform_input(data["x"])
+            pred = model(data["x"]).argmax(1)
+        for c in range(n):
+            imshow(axes[2 * r, c], data["x"][c])
+            draw_outline(axes[2 * r, c], sampling_outline(theta[c], tf, data["x"].shape[-2:]), COLORS[0])
+            ok = "ok" if pred[c] == data["y"][c] else "wrong"
+            imshow(axes[2 * r + 1, c], warped[c], f"pred {pred[c].item()} ({ok})")
+        axes[2 * r, 0].set_ylabel(label, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def rotation_of(theta: torch.Tensor) -> torch.Tensor:
+    """Rotation (degrees) of each affine theta (N, 6) by QR decomposition of its 2x2 block."""
+    return torch.tensor([decompose_affine(t)["rotation_deg"] for t in theta])
+
+
+def scale_of(theta: torch.Tensor) -> torch.Tensor:
+    """sqrt|det| of each affine theta's 2x2 block: the linear size of the sampled region."""
+    a = theta.view(-1, 2, 3)[:, :, :2]
+    return torch.linalg.det(a).abs().sqrt()
+
+
+def wrap_deg(a: torch.Tensor) -> torch.Tensor:
+    return (a + 180) % 360 - 180
+
+
+def plot_theta_vs_truth(applied: torch.Tensor, recovered: torch.Tensor, xlabel: str, ylabel: str, ax=None):
+    """Scatter of a recovered quantity against the applied one, with the best-fit line and its correlation."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.6, 3.2))
+    ax.scatter(applied, recovered, s=4, alpha=0.5)
+    r = torch.corrcoef(torch.stack([applied.double(), recovered.double()]))[0, 1].item()
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=f"Pearson r = {r:.3f}")
+    return ax, r
+
+
+def error_by_bins(values: torch.Tensor, correct: torch.Tensor, edges: Sequence[float]) -> tuple[list[float], list[float]]:
+    """Bin centres and % error of the samples whose ``values`` fall in each [edge_i, edge_i+1)."""
+    centres, errors = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        mask = (values >= lo) & (values < hi)
+        if mask.any():
+            centres.append((lo + hi) / 2)
+            errors.append(100 * (1 - correct[mask].float().mean().item()))
+    return centres, errors
+
+
+def plot_error_by_bins(curves: dict[str, tuple[list[float], list[float]]], xlabel: str, ax=None):
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 3.0))
+    for k, (label, (x, e)) in enumerate(curves.items()):
+        ax.plot(x, e, "o-", color=COLORS[k], label=label)
+    ax.set(xlabel=xlabel, ylabel="% test error")
+    ax.legend()
+    return ax
+
+
+def model_describer(model):
+    """Callback for :class:`stnlib.widgets.ThetaExplorer`: the trained classifier's reading of the warped digit."""
+
+    def describe(theta: torch.Tensor, warped: torch.Tensor) -> str:
+        with torch.no_grad():
+            logits = model.classifier(model.normalize(model.pool(warped[None])))
+            p = logits.softmax(1)[0]
+        top = p.argmax().item()
+        return f"classifier says {top} (p = {p[top]:.2f})"
+
+    return describe
+
+
+__all__ = ["PAPER_TABLE1", "SMOKE_CELLS", "chapter_results", "chapter_cell", "table1_html", "provenance", "gaps",
+           "test_set", "plot_distortions", "plot_st_predictions", "rotation_of", "scale_of", "wrap_deg",
+           "plot_theta_vs_truth", "error_by_bins", "plot_error_by_bins", "model_describer", "math"]
