@@ -32,8 +32,9 @@ stamp=.venv/.stnbook-installed
 want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "==> installing pinned packages (requirements.txt; torch is large, a first install takes a few minutes)"
-  "$VPY" -m pip install -q --disable-pip-version-check -r requirements.txt
-  "$VPY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+  # (grep drops the notices some pip configurations print for every package missing from a local index)
+  "$VPY" -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
+  "$VPY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | { grep -v "^WARNING: Location" || true; }
   echo "$want" > "$stamp"
 else
   echo "==> packages already installed (requirements.txt unchanged)"

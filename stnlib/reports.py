@@ -32,8 +32,12 @@ PAPER_TABLE1 = {  # % test error; TC from the text (ST-FCN / ST-CNN there are af
 SMOKE_CELLS = ["R-cnn", "R-st-cnn-affine", "RTS-cnn", "RTS-st-cnn-affine", "E-st-cnn-affine", "E-st-cnn-tps"]
 
 
+SHORT = {"affine": "Aff", "projective": "Proj", "tps": "TPS"}
+
+
 def row_name(arch: str, transform: str | None) -> str:
-    return arch.upper() if transform is None else f"ST-{arch.upper()} {transform[:4].capitalize()}"
+    """The paper's row label, e.g. "ST-CNN Aff"."""
+    return arch.upper() if transform is None else f"ST-{arch.upper()} {SHORT[transform]}"
 
 
 def cell_id(dist: str, arch: str, transform: str | None) -> str:
@@ -173,7 +177,8 @@ def provenance(results: dict[str, dict]) -> str:
     return (f"{len(results)} cells from `python -m stnlib.experiments run table1 --profile {any_m['profile']}` "
             f"({any_m['profile_description']}); hardware: {hw.get('cpu_model', '?')} x{hw.get('cpu_count', '?')} "
             f"({hw.get('device')}, {hw.get('torch_threads')} threads, torch {hw.get('torch_version')}); "
-            f"total training time {total / 60:.1f} min; finished {dates[0]} to {dates[-1]}.")
+            f"total training time {total / 60:.1f} min; finished {dates[0]} to {dates[-1]}. Training times were "
+            f"measured while other jobs shared the same cores, so they overstate what each cell costs alone.")
 
 
 def gaps(results: dict[str, dict]) -> list[tuple[str, float, float]]:
