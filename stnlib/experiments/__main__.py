@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import EXPERIMENTS, PROFILES, get_cells, run
+from . import EXPERIMENTS, get_cells, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     ls.add_argument("experiment", nargs="?", choices=sorted(EXPERIMENTS))
     r = sub.add_parser("run", help="train (or load, when finished) cells and write artifacts")
     r.add_argument("experiment", choices=sorted(EXPERIMENTS))
-    r.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
+    r.add_argument("--profile", default="smoke", help="smoke (CI), full (the committed artifacts), or an experiment's own")
     r.add_argument("--cells", nargs="+", metavar="CELL", help="cell ids (default: all; see `list`)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ...")
@@ -26,13 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "list":
         for name in [args.experiment] if args.experiment else sorted(EXPERIMENTS):
             print(f"{name}: " + " ".join(c.id for c in get_cells(name)))
-        for p in PROFILES.values():
-            print(f"profile {p.name}: {p.description}")
+            for p in EXPERIMENTS[name].profiles.values():
+                print(f"  profile {p.name}: {p.description}")
         return 0
     results = run(args.experiment, args.profile, args.cells, args.seed, args.device, args.threads, not args.quiet)
     width = max(len(k) for k in results)
     for cell, m in results.items():
-        print(f"{cell:{width}s}  test error {m['test_error']:6.2f}%  ({m['params']:,} params, {m['wall_time_s']:.0f} s)")
+        err = "n/a" if m.get("test_error") is None else f"{m['test_error']:6.2f}%"
+        print(f"{cell:{width}s}  test error {err}  ({m['params']:,} params, {m['wall_time_s']:.0f} s)")
     return 0
 
 

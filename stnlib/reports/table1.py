@@ -12,13 +12,13 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import torch
 
-from .data import load_mnist
-from .data.distortions import fixed_test_set
-from .experiments import get_cells, load_cell, load_results, run
-from .geometry import sampling_outline
-from .paths import results_dir
-from .transforms import decompose_affine
-from .viz import COLORS, draw_outline, imshow
+from ..data import load_mnist
+from ..data.distortions import fixed_test_set
+from ..experiments import get_cells, load_cell, load_results, run
+from ..geometry import sampling_outline
+from ..paths import results_dir
+from ..transforms import decompose_affine
+from ..viz import COLORS, draw_outline, imshow
 
 ROWS = [("fcn", None), ("cnn", None), ("fcn", "affine"), ("fcn", "projective"), ("fcn", "tps"),
         ("cnn", "affine"), ("cnn", "projective"), ("cnn", "tps")]

@@ -1,0 +1,217 @@
+"""The experiment machinery shared by every chapter: cells, profiles, the registry, running and loading artifacts.
+
+An :class:`Experiment` says how to make a cell's data and model; :func:`run_cell` does the rest with the one
+library :class:`~stnlib.train.Trainer` and writes the artifact ``results/<experiment>/<profile>/<cell>/``:
+``metrics.json`` (test metrics, training curves, configs, parameter count, wall time, hardware, the
+command), ``model.pt`` (float16 state dict) and ``analysis.pt`` (what the chapter's figures need).
+Checkpoints of unfinished runs live under ``results/runs/`` (not committed); a rerun resumes from them.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..io import atomic_torch_save, atomic_write_text, safe_torch_load
+from ..paths import results_dir
+from ..train import Trainer, TrainConfig, classification_loss, count_parameters, resolve_device
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much compute a run gets: ``steps`` at ``batch_size``; data subsets for quick profiles.
+
+    ``train_overrides`` sets further :class:`~stnlib.train.TrainConfig` fields (e.g. ``loc_lr_mult``).
+    """
+
+    name: str
+    steps: int
+    batch_size: int
+    lr: float = 1e-3
+    train_size: int | None = None
+    test_size: int | None = None
+    eval_every: int = 0
+    description: str = ""
+    train_overrides: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One trained model of an experiment. ``model`` is a config with ``to_dict()`` (and ``name``)."""
+
+    experiment: str
+    id: str
+    task: str
+    model: Any = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """How to run the cells of one experiment.
+
+    Attributes:
+        name: registry key, e.g. "table1".
+        cells: () -> every cell, in run order.
+        profiles: name -> :class:`Profile` ("smoke" and "full" at least).
+        make_data: (cell, profile, seed, device) -> (train data with ``batch(step)``, test dict with "x", "y", ...).
+        build: (model config) -> nn.Module (seeded by the caller).
+        rebuild: (metrics dict) -> nn.Module of the saved architecture (weights loaded by the caller).
+        analyse: (model, test dict, cell) -> dict of CPU tensors/numbers saved as analysis.pt;
+            numbers under the key "metrics" are merged into metrics.json.
+        loss: the training loss (default cross-entropy on (x, y)).
+    """
+
+    name: str
+    cells: Callable[[], list[Cell]]
+    profiles: dict[str, Profile]
+    make_data: Callable[[Cell, Profile, int, torch.device], tuple[Any, dict]]
+    build: Callable[[Any], nn.Module]
+    rebuild: Callable[[dict], nn.Module]
+    analyse: Callable[[nn.Module, dict, Cell], dict]
+    loss: Callable = classification_loss
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def register(exp: Experiment) -> Experiment:
+    """Add an experiment to the registry (each experiment module calls this once)."""
+    EXPERIMENTS[exp.name] = exp
+    return exp
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; available: {', '.join(sorted(EXPERIMENTS))}")
+    return EXPERIMENTS[name]
+
+
+def get_cells(experiment: str, ids: list[str] | None = None) -> list[Cell]:
+    """Cells of ``experiment``, optionally only those whose id is in ``ids`` (unknown ids raise)."""
+    cells = get_experiment(experiment).cells()
+    if ids is None:
+        return cells
+    known = {c.id: c for c in cells}
+    missing = [i for i in ids if i not in known]
+    if missing:
+        raise ValueError(f"unknown cells {missing} for {experiment}; known: {', '.join(known)}")
+    return [known[i] for i in ids]
+
+
+def get_profile(experiment: str, profile: str | Profile) -> Profile:
+    if isinstance(profile, Profile):
+        return profile
+    profiles = get_experiment(experiment).profiles
+    if profile not in profiles:
+        raise ValueError(f"unknown profile {profile!r} for {experiment}; available: {', '.join(profiles)}")
+    return profiles[profile]
+
+
+def artifact_dir(cell: Cell, profile: str, root: Path | None = None) -> Path:
+    return (root or results_dir()) / cell.experiment / profile / cell.id
+
+
+def train_config(profile: Profile, seed: int, device: str, threads: int | None, progress: bool) -> TrainConfig:
+    """The :class:`TrainConfig` of a profile: Adam, cosine decay, the profile's steps, rate and overrides."""
+    base = dict(steps=profile.steps, batch_size=profile.batch_size, lr=profile.lr, schedule="cosine",
+                eval_every=profile.eval_every, checkpoint_every=250, log_every=25, seed=seed, device=device,
+                num_threads=threads, progress=progress)
+    base.update(profile.train_overrides)
+    return TrainConfig(**base)
+
+
+def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device: str = "auto",
+             threads: int | None = None, progress: bool = True, root: Path | None = None,
+             command: str | None = None) -> dict:
+    """Train one cell and write its artifact; returns the metrics dict.
+
+    A finished artifact with the same seed is loaded, not retrained. An interrupted run resumes from
+    ``<root>/runs/<experiment>/<profile>/<cell>/checkpoint.pt``.
+    """
+    exp = get_experiment(cell.experiment)
+    prof = get_profile(cell.experiment, profile)
+    out = artifact_dir(cell, prof.name, root)
+    done = out / "metrics.json"
+    if done.exists():
+        metrics = json.loads(done.read_text())
+        if metrics.get("seed") == seed:
+            return metrics
+    dev = resolve_device(device)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    train_data, test = exp.make_data(cell, prof, seed, dev)
+    torch.manual_seed(seed)
+    model = exp.build(cell.model)
+    cfg = train_config(prof, seed, device, threads, progress)
+    run_dir = (root or results_dir()) / "runs" / cell.experiment / prof.name / cell.id
+    name = getattr(cell.model, "name", cell.id)
+    if progress:
+        print(f"[{cell.experiment} / {prof.name}] {cell.id}: {name}, {count_parameters(model):,} parameters, "
+              f"{prof.steps} steps at batch {prof.batch_size} on {dev}")
+    eval_data = (test["x"], test["y"]) if "x" in test and "y" in test else None
+    result = Trainer(model, cfg, loss=exp.loss, run_dir=run_dir).fit(train_data, eval_data=eval_data)
+    analysis = exp.analyse(model, test, cell)
+    final = result["final_eval"] or {}
+    metrics = {
+        "experiment": cell.experiment, "cell": cell.id, "task": cell.task, "model": name,
+        "profile": prof.name, "profile_description": prof.description, "seed": seed,
+        "test_error": final.get("error"), "test_loss": final.get("loss"),
+        "test_size": int(len(test["y"])) if "y" in test else None,
+        "params": count_parameters(model), "width": getattr(model, "width", None),
+        "steps": result["steps"], "batch_size": prof.batch_size,
+        "wall_time_s": result["wall_time_s"], "hardware": result["hardware"],
+        "history": result["history"], "eval_history": result["eval_history"],
+        "model_config": cell.model.to_dict(), "train_config": cfg.to_dict(),
+        "command": command or f"python -m stnlib.experiments run {cell.experiment} --profile {prof.name} "
+                              f"--cells {cell.id} --seed {seed}",
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    metrics.update(analysis.pop("metrics", {}))
+    if prof.train_size is None and hasattr(train_data, "num_examples"):
+        metrics["epochs"] = result["steps"] * prof.batch_size / train_data.num_examples
+    atomic_torch_save({k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+                       for k, v in model.state_dict().items()}, out / "model.pt")
+    atomic_torch_save(analysis, out / "analysis.pt")
+    atomic_write_text(done, json.dumps(metrics, indent=1))
+    return metrics
+
+
+def load_cell(cell: Cell, profile: str = "full", root: Path | None = None) -> tuple[dict, nn.Module, dict]:
+    """(metrics, model in eval mode on the CPU, analysis) of a finished artifact."""
+    out = artifact_dir(cell, profile, root)
+    if not (out / "metrics.json").exists():
+        raise FileNotFoundError(f"no artifact for {cell.id} in profile {profile!r} at {out}; run "
+                                f"`python -m stnlib.experiments run {cell.experiment} --profile {profile} --cells {cell.id}`")
+    metrics = json.loads((out / "metrics.json").read_text())
+    model = get_experiment(cell.experiment).rebuild(metrics)
+    state = safe_torch_load(out / "model.pt")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return metrics, model.eval(), safe_torch_load(out / "analysis.pt")
+
+
+def load_results(experiment: str, profile: str = "full", root: Path | None = None) -> dict[str, dict]:
+    """Metrics of every finished cell of ``experiment`` in ``profile``, by cell id (missing cells left out)."""
+    found = {}
+    for cell in get_cells(experiment):
+        p = artifact_dir(cell, profile, root) / "metrics.json"
+        if p.exists():
+            found[cell.id] = json.loads(p.read_text())
+    return found
+
+
+def run(experiment: str, profile: str = "smoke", cells: list[str] | None = None, seed: int = 0, device: str = "auto",
+        threads: int | None = None, progress: bool = True, root: Path | None = None) -> dict[str, dict]:
+    """Run (or load, when finished) every requested cell; returns metrics by cell id."""
+    command = "python -m stnlib.experiments " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
+        if Path(sys.argv[0]).name == "__main__.py" else None
+    return {c.id: run_cell(c, profile, seed, device, threads, progress, root, command)
+            for c in get_cells(experiment, cells)}
