@@ -122,7 +122,7 @@ def figure_error_by_rotation(profile: str):
 def trained_explorer(profile: str, cell: str = "RTS-st-cnn-affine", index: int = 0):
     """A :class:`~stnlib.widgets.ThetaExplorer` on a test digit, starting at the theta the trained ST predicted,
     that shows the trained classifier's reading of every perturbed output."""
-    from .widgets import ThetaExplorer
+    from ..widgets import ThetaExplorer
 
     got = chapter_cell(cell, profile)
     if got is None:
