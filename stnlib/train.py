@@ -8,6 +8,12 @@ the CPU.
 
 The paper (Jaderberg et al., 2015, Sec. 4.3 and A.3) trains the localisation net of the bird models at a
 lower learning rate than the classifier; :attr:`TrainConfig.loc_lr_mult` is that knob.
+
+Beyond one machine: under ``torchrun`` (call :func:`init_distributed_from_env` first, as the experiment
+command does) the same loop runs data-parallel with ``DistributedDataParallel``: every rank draws the same
+global batch for a step and trains on its equal slice (:func:`shard_batch`), gradients and logged metrics
+are averaged over ranks, rank 0 alone writes checkpoints and results, and every rank resumes from them.
+NCCL on GPUs, gloo on CPUs; no change in the chapters.
 """
 
 from __future__ import annotations
@@ -190,7 +196,10 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         RuntimeError: A CUDA device was asked for but CUDA is not available.
     """
     if isinstance(name, str) and name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        # under torchrun, each process drives the GPU of its local rank
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {str(name)!r} was requested but CUDA is not available here; "
@@ -255,6 +264,50 @@ def is_main_process() -> bool:
     """
     return not (torch.distributed.is_available() and torch.distributed.is_initialized()
                 and torch.distributed.get_rank() != 0)
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of the initialised ``torch.distributed`` group, or (0, 1) without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def init_distributed_from_env() -> bool:
+    """Join the process group ``torchrun`` describes in the environment (WORLD_SIZE > 1); no-op otherwise.
+
+    Backend: NCCL when CUDA is available (each process on ``cuda:LOCAL_RANK``), else gloo on the CPU.
+    Returns True when this process is part of a multi-process group.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.distributed.init_process_group(backend)
+    return True
+
+
+def shard_batch(batch: Any, rank: int, world_size: int) -> Any:
+    """This rank's contiguous slice of a global batch (tensors split along dim 0 into equal parts).
+
+    Equal shards make DistributedDataParallel's gradient average equal the full batch's mean gradient.
+    """
+    if world_size == 1:
+        return batch
+    if isinstance(batch, torch.Tensor):
+        n = batch.shape[0]
+        if n % world_size:
+            raise ValueError(f"a batch of {n} cannot be split evenly over {world_size} processes; "
+                             f"use a batch size divisible by {world_size}")
+        per = n // world_size
+        return batch[rank * per:(rank + 1) * per]
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(shard_batch(b, rank, world_size) for b in batch)
+    if isinstance(batch, Mapping):
+        return {k: shard_batch(v, rank, world_size) for k, v in batch.items()}
+    return batch
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -444,6 +497,8 @@ class Trainer:
         self._last_checkpoint_step: int | None = None
         self._wall_before = 0.0  # seconds spent in earlier, interrupted sessions of this run
         self._session_start = time.perf_counter()
+        self.rank, self.world_size = 0, 1
+        self._forward_model: nn.Module = model
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -505,13 +560,16 @@ class Trainer:
             TrainingDiverged: A parameter is NaN/inf (the last update overflowed); the file on disk
                 is left as it was rather than replaced by a useless one.
         """
-        if self.checkpoint_path is None or not is_main_process():
+        if self.checkpoint_path is None:
             return
-        bad = [n for n, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
-        if bad:
-            raise self._diverged(f"parameters {bad[:5]} are NaN or infinite after the update", self.step)
-        atomic_torch_save(self._checkpoint_state(), self.checkpoint_path)
+        if is_main_process():
+            bad = [n for n, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+            if bad:
+                raise self._diverged(f"parameters {bad[:5]} are NaN or infinite after the update", self.step)
+            atomic_torch_save(self._checkpoint_state(), self.checkpoint_path)
         self._last_checkpoint_step = self.step
+        if getattr(self, "world_size", 1) > 1:
+            torch.distributed.barrier()  # the file is complete before any rank could resume from it
 
     def _load_checkpoint(self) -> bool:
         path = self.checkpoint_path
@@ -569,7 +627,7 @@ class Trainer:
     def _train_step(self, step: int, batch: Any) -> dict[str, float]:
         self.optimizer.zero_grad(set_to_none=True)
         try:
-            loss, metrics = self.loss(self.model, batch)
+            loss, metrics = self.loss(self._forward_model, shard_batch(batch, self.rank, self.world_size))
             loss.backward()
         except Exception as e:
             # A NaN parameter often surfaces as an error inside the model (e.g. the spatial transformer's
@@ -582,7 +640,14 @@ class Trainer:
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=loss.device)
         # One sync checks both the loss and every gradient (a NaN/inf anywhere makes the norm non-finite).
-        loss_value, norm_value = torch.stack([loss.detach().double(), grad_norm.double().to(loss.device)]).tolist()
+        checks = torch.stack([loss.detach().double(), grad_norm.double().to(loss.device)])
+        if self.world_size > 1:
+            # Every rank must take the same branch below; gradients are already averaged by DDP, the
+            # losses (and the metrics) of equal shards average to the global batch's.
+            checks[0] = self._all_mean(checks[:1])[0]
+            metrics = dict(zip(metrics, self._all_mean(torch.tensor(list(metrics.values()), dtype=torch.float64,
+                                                                    device=loss.device)).tolist()))
+        loss_value, norm_value = checks.tolist()
         if not math.isfinite(loss_value):
             raise self._diverged(f"the loss is {loss_value}", step + 1)
         if not math.isfinite(norm_value):
@@ -597,6 +662,11 @@ class Trainer:
         self.scheduler.step()
         self._last_finite_loss = loss_value
         return {**metrics, "lr": lr}
+
+    def _all_mean(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.clone()
+        torch.distributed.all_reduce(t)
+        return t / self.world_size
 
     def _log(self, step: int, metrics: dict[str, float]) -> dict[str, float] | None:
         for k, v in metrics.items():
@@ -653,12 +723,23 @@ class Trainer:
         self.step, self.history, self.eval_history = 0, [], []
         self._log_sums, self._log_count = {}, 0
         self._last_finite_loss = self._last_checkpoint_step = None
+        self.rank, self.world_size = world()
+        # Same model seed everywhere (DDP also broadcasts rank 0's weights); the global RNG differs per
+        # rank so that dropout-like randomness is not repeated across shards.
         seed_everything(cfg.seed)
         self.model.to(self.device)
         self.model.train()
+        self._forward_model = self.model
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self._forward_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self._build_optimizer()
         if self._load_checkpoint() and main:
             print(f"Resumed from step {self.step} of {cfg.steps} ('{self.checkpoint_path}').")
+        if self.world_size > 1:
+            torch.manual_seed(cfg.seed + self.rank)
         for cb in self.callbacks:
             cb.on_train_start(self)
 

@@ -4,6 +4,11 @@
     python -m stnlib.experiments run table1 --profile full            # every cell, resumable
     python -m stnlib.experiments run table1 --profile smoke --cells RTS-cnn RTS-st-cnn-affine
 
+Beyond one machine: `torchrun --nproc_per_node=4 -m stnlib.experiments run table1 --profile full --cells RTS-st-cnn-tps`
+trains one cell data-parallel (DDP; NCCL on GPUs, gloo on CPUs); `--shard I/N` spreads the cells of a table
+over N independent processes, e.g. one per GPU:
+`for i in 0 1 2 3; do CUDA_VISIBLE_DEVICES=$i python -m stnlib.experiments run table1 --profile full --shard $i/4 & done`.
+
 See :mod:`stnlib.experiments.core` for the artifact layout; each experiment lives in its own module and
 registers itself.
 """

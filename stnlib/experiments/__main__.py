@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..train import init_distributed_from_env, is_main_process
 from . import EXPERIMENTS, get_cells, run
 
 
@@ -22,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ...")
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--shard", default="0/1", metavar="I/N",
+                   help="run every N-th cell starting at I (spread a table over N GPUs or machines)")
     args = parser.parse_args(argv)
     if args.action == "list":
         for name in [args.experiment] if args.experiment else sorted(EXPERIMENTS):
@@ -29,7 +32,21 @@ def main(argv: list[str] | None = None) -> int:
             for p in EXPERIMENTS[name].profiles.values():
                 print(f"  profile {p.name}: {p.description}")
         return 0
-    results = run(args.experiment, args.profile, args.cells, args.seed, args.device, args.threads, not args.quiet)
+    init_distributed_from_env()  # data-parallel under torchrun; a no-op otherwise
+    try:
+        i, n = (int(v) for v in args.shard.split("/"))
+    except ValueError:
+        parser.error(f"--shard must look like 0/4, got {args.shard!r}")
+    try:
+        results = run(args.experiment, args.profile, args.cells, args.seed, args.device, args.threads,
+                      not args.quiet, shard=(i, n))
+    except ValueError as e:  # unknown cell, profile or shard: say so without a traceback
+        parser.error(str(e))
+    if not results:
+        print("no cells in this shard")
+        return 0
+    if not is_main_process():
+        return 0
     width = max(len(k) for k in results)
     for cell, m in results.items():
         err = "n/a" if m.get("test_error") is None else f"{m['test_error']:6.2f}%"

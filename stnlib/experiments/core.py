@@ -23,7 +23,7 @@ from torch import nn
 
 from ..io import atomic_torch_save, atomic_write_text, safe_torch_load
 from ..paths import results_dir
-from ..train import Trainer, TrainConfig, classification_loss, count_parameters, resolve_device
+from ..train import Trainer, TrainConfig, classification_loss, count_parameters, is_main_process, resolve_device
 
 
 @dataclass(frozen=True)
@@ -151,10 +151,10 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
     train_data, test = exp.make_data(cell, prof, seed, dev)
     torch.manual_seed(seed)
     model = exp.build(cell.model)
-    cfg = train_config(prof, seed, device, threads, progress)
+    cfg = train_config(prof, seed, device, threads, progress and is_main_process())
     run_dir = (root or results_dir()) / "runs" / cell.experiment / prof.name / cell.id
     name = getattr(cell.model, "name", cell.id)
-    if progress:
+    if progress and is_main_process():
         print(f"[{cell.experiment} / {prof.name}] {cell.id}: {name}, {count_parameters(model):,} parameters, "
               f"{prof.steps} steps at batch {prof.batch_size} on {dev}")
     eval_data = (test["x"], test["y"]) if "x" in test and "y" in test else None
@@ -178,10 +178,11 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
     metrics.update(analysis.pop("metrics", {}))
     if prof.train_size is None and hasattr(train_data, "num_examples"):
         metrics["epochs"] = result["steps"] * prof.batch_size / train_data.num_examples
-    atomic_torch_save({k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
-                       for k, v in model.state_dict().items()}, out / "model.pt")
-    atomic_torch_save(analysis, out / "analysis.pt")
-    atomic_write_text(done, json.dumps(metrics, indent=1))
+    if is_main_process():  # under torchrun, rank 0 alone writes the artifact
+        atomic_torch_save({k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+                           for k, v in model.state_dict().items()}, out / "model.pt")
+        atomic_torch_save(analysis, out / "analysis.pt")
+        atomic_write_text(done, json.dumps(metrics, indent=1))
     return metrics
 
 
@@ -209,9 +210,17 @@ def load_results(experiment: str, profile: str = "full", root: Path | None = Non
 
 
 def run(experiment: str, profile: str = "smoke", cells: list[str] | None = None, seed: int = 0, device: str = "auto",
-        threads: int | None = None, progress: bool = True, root: Path | None = None) -> dict[str, dict]:
-    """Run (or load, when finished) every requested cell; returns metrics by cell id."""
+        threads: int | None = None, progress: bool = True, root: Path | None = None,
+        shard: tuple[int, int] = (0, 1)) -> dict[str, dict]:
+    """Run (or load, when finished) every requested cell; returns metrics by cell id.
+
+    ``shard=(i, n)`` runs only cells i, i + n, i + 2n, ... of the list, so n processes (one per GPU or
+    machine, sharing the results folder) cover a whole table between them.
+    """
+    i, n = shard
+    if not 0 <= i < n:
+        raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
     command = "python -m stnlib.experiments " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
         if Path(sys.argv[0]).name == "__main__.py" else None
-    return {c.id: run_cell(c, profile, seed, device, threads, progress, root, command)
-            for c in get_cells(experiment, cells)}
+    todo = get_cells(experiment, cells)[i::n]
+    return {c.id: run_cell(c, profile, seed, device, threads, progress, root, command) for c in todo}
