@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# One command from a clean clone: virtual environment, pinned packages, MNIST, and the book as HTML.
-#   bash scripts/setup.sh            set up, then build the book (open _build/html/index.html)
-#   bash scripts/setup.sh --serve    ... and serve it on http://127.0.0.1:8000
-#   bash scripts/setup.sh --no-build set up only (what CI does before the tests)
+# One command from a clean clone: virtual environment, pinned packages, MNIST, web assets, and the book as HTML.
+#   bash scripts/setup.sh              set up, then build the book (open _build/html/index.html)
+#   bash scripts/setup.sh --serve      ... and serve it on http://127.0.0.1:8000
+#   bash scripts/setup.sh --no-build   set up only (what CI does before the tests)
+#   bash scripts/setup.sh --no-browser skip installing Chromium (the browser test is then skipped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=1
 serve=0
+browser=1
 for arg in "$@"; do
   case "$arg" in
     --no-build) build=0 ;;
     --serve) serve=1 ;;
-    -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+    --no-browser) browser=0 ;;
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -42,6 +45,33 @@ fi
 
 echo "==> MNIST"
 "$VPY" -m stnlib.data fetch mnist --root data
+
+# The book serves RequireJS, the ipywidgets embed manager and MathJax itself (no CDN): pinned npm packages,
+# sha512-checked, into the git-ignored book/_static/stn/vendor. A second run checks the pins and returns.
+echo "==> web assets (npm)"
+"$VPY" -m stnlib.web vendor --quiet
+
+# Headless Chromium for tests/test_browser.py (Debian's package). Without apt (or root/sudo) the test is
+# skipped, and the reason is left in .venv/.stnbook-no-chromium for it to report.
+no_browser=.venv/.stnbook-no-chromium
+rm -f "$no_browser"
+if [ "$browser" = 0 ]; then
+  echo "Chromium not installed: setup.sh --no-browser" > "$no_browser"
+elif [ -n "${STNBOOK_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1; then
+  :
+else
+  if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; else sudo=none; fi
+  if command -v apt-get >/dev/null 2>&1 && [ "$sudo" != none ]; then
+    echo "==> Chromium (apt-get install chromium, for the browser test; log in .venv/apt-chromium.log)"
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium; } \
+      > .venv/apt-chromium.log 2>&1 \
+      || { echo "setup.sh: apt-get install chromium failed, see .venv/apt-chromium.log" >&2; exit 1; }
+  else
+    msg="Chromium is not installed and apt-get (as root or with sudo) is unavailable: install chromium to run the browser test"
+    echo "$msg" > "$no_browser"
+    echo "==> $msg"
+  fi
+fi
 
 if [ "$build" = 1 ]; then
   echo "==> building the book"

@@ -129,7 +129,8 @@ def trained_explorer(profile: str, cell: str = "RTS-st-cnn-affine", index: int =
         return None
     _, model, analysis = got
     kind = cell.split("-")[0]
-    explorer = ThetaExplorer(test_set(kind, index + 1)["x"][index], "affine", describe=model_describer(model))
+    # the stored theta belongs to the full fixed test set's image ``index`` (a smaller n draws other distortions)
+    explorer = ThetaExplorer(test_set(kind)["x"][index], "affine", describe=model_describer(model))
     explorer.set_values(decompose_affine(analysis["theta"][index]))
     return explorer
 
@@ -296,3 +297,15 @@ def model_describer(model):
 __all__ = ["PAPER_TABLE1", "SMOKE_CELLS", "chapter_results", "chapter_cell", "table1_html", "provenance", "gaps",
            "test_set", "plot_distortions", "plot_st_predictions", "rotation_of", "scale_of", "wrap_deg",
            "plot_theta_vs_truth", "error_by_bins", "plot_error_by_bins", "model_describer", "math"]
+
+
+def static_trained_explorer(profile: str, cell: str = "RTS-st-cnn-affine", n: int = 16):
+    """The kernel-free gallery of a trained transformer on the first ``n`` fixed test images: each image's
+    predicted sampling region and output, and the classifier's reading (works in the static book)."""
+    from ..web import static_model_explorer
+
+    got = chapter_cell(cell, profile)
+    if got is None:
+        return None
+    data = test_set(cell.split("-")[0], n)
+    return static_model_explorer(got[1], data["x"], data["y"], title=f"{cell}: what the trained transformer does")
