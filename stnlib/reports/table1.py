@@ -309,3 +309,21 @@ def static_trained_explorer(profile: str, cell: str = "RTS-st-cnn-affine", n: in
         return None
     data = test_set(cell.split("-")[0], n)
     return static_model_explorer(got[1], data["x"], data["y"], title=f"{cell}: what the trained transformer does")
+
+
+def shortfall_summary(results: dict[str, dict]) -> str:
+    """How far the reproduction falls short of the paper, in numbers, computed from the artifacts."""
+    g = gaps(results)
+    if not g:
+        return "No cells to compare."
+    worse = sum(1 for _, ours, paper in g if ours > paper)
+    diffs = sorted(ours - paper for _, ours, paper in g)
+    median = diffs[len(diffs) // 2]
+    cnn = [(c, o, p) for c, o, p in g if "-st-cnn-" in c]
+    ratio = sorted(o / p for _, o, p in cnn)
+    verdicts = st_vs_plain(results)
+    better = sum("-> better" in v for v in verdicts)
+    return (f"Ours is above the paper's error in {worse} of {len(g)} cells (median gap {median:+.2f} points, worst "
+            f"{g[0][0]} {g[0][1] - g[0][2]:+.2f}). The ST-CNN cells are {ratio[0]:.1f}x to {ratio[-1]:.1f}x the "
+            f"paper's error. The paper's ordering holds in {better} of {len(verdicts)} comparisons: the best "
+            f"spatial-transformer model beats the plain classifier it wraps.")
