@@ -16,6 +16,8 @@ registers itself.
 from .core import (EXPERIMENTS, Cell, Experiment, Profile, artifact_dir, get_cells, get_experiment, get_profile,
                    load_cell, load_results, register, run, run_cell, train_config)
 from . import table1  # noqa: F401  (registers "table1")
+from . import addition, colocalisation  # noqa: F401  (register "addition" and "colocalisation")
+from . import birds  # noqa: F401  (registers "birds")
 
 __all__ = ["EXPERIMENTS", "Cell", "Experiment", "Profile", "artifact_dir", "get_cells", "get_experiment", "get_profile",
            "load_cell", "load_results", "register", "run", "run_cell", "train_config"]

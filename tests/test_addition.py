@@ -1,0 +1,104 @@
+"""Two-digit addition: data (channels, targets, boxes, fixed test set), models with matched budgets, the split
+measurement, and the experiment's artifacts."""
+
+import pytest
+import torch
+
+from stnlib.data.distortions import apply_distortion, as_image_batch
+from stnlib.data.pairs import AdditionMNIST, addition_test_set
+from stnlib.experiments import Profile, get_cells, load_cell, run_cell
+from stnlib.experiments.addition import PARAM_BUDGET, attention_split, transformer_boxes
+from stnlib.models import build_model
+from stnlib.train import count_parameters
+
+
+def digits(n=40, seed=0):
+    """Random blobs as stand-in digits: each image distinct, labels 0..9."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, 28, 28, dtype=torch.uint8)
+    x[:, 8:20, 8:20] = torch.randint(1, 256, (n, 12, 12), generator=g, dtype=torch.uint8)
+    return x, torch.arange(n) % 10
+
+
+def test_batches_are_step_indexed_and_targets_are_sums():
+    x, y = digits()
+    data = AdditionMNIST(x, y, batch_size=8, seed=3)
+    a, ta = data.batch(5)
+    b, tb = data.batch(5)
+    assert torch.equal(a, b) and torch.equal(ta, tb)
+    assert not torch.equal(a, data.batch(6)[0])
+    ia, ib = data.indices(5)
+    assert torch.equal(ta, y[ia] + y[ib])
+    assert a.shape == (8, 2, 42, 42) and int(ta.max()) <= 18
+    # a fresh object (a resumed run) gives the same batch
+    assert torch.equal(AdditionMNIST(x, y, batch_size=8, seed=3).batch(5)[0], a)
+
+
+def test_test_set_channels_hold_their_own_digit_and_boxes_contain_the_ink():
+    x, y = digits()
+    t = addition_test_set(x, y, n=12)
+    assert torch.equal(t["y"], t["labels"].sum(1))
+    assert bool((t["index"][:, 0] != t["index"][:, 1]).all())
+    for ch in range(2):  # channel ch is digit index[:, ch] warped with its own parameters
+        again = apply_distortion("RTS", as_image_batch(x[t["index"][:, ch]]), t["params"][ch])
+        assert torch.allclose(again[:, 0], t["x"][:, ch], atol=1e-6)
+    cols = torch.arange(42).float()
+    for ch in range(2):
+        ink = t["x"][:, ch]
+        box = t["box"][:, ch].float()
+        inside = ((cols[None, None, :] >= box[:, 0, None, None]) & (cols[None, None, :] <= box[:, 2, None, None])
+                  & (cols[None, :, None] >= box[:, 1, None, None]) & (cols[None, :, None] <= box[:, 3, None, None]))
+        assert float((ink * inside).sum() / ink.sum()) > 0.99
+
+
+def test_test_set_is_fixed_and_prefix_stable():
+    x, y = digits(30)
+    a = addition_test_set(x, y)
+    b = addition_test_set(x, y, n=7)
+    assert torch.equal(a["x"][:7], b["x"]) and torch.equal(a["box"][:7], b["box"])
+    assert not torch.equal(addition_test_set(x, y, seed=1)["x"], a["x"])
+
+
+@pytest.mark.parametrize("cell", [c.id for c in get_cells("addition")])
+def test_every_row_matches_the_budget_and_classifies_sums(cell):
+    cfg = get_cells("addition", [cell])[0].model
+    model = build_model(cfg)
+    assert abs(count_parameters(model) - PARAM_BUDGET) < 0.03 * PARAM_BUDGET
+    assert model(torch.rand(3, 2, 42, 42)).shape == (3, 19)
+    if cell.startswith("2st"):
+        warped, theta = model.transform_input(torch.rand(3, 2, 42, 42))
+        assert warped.shape[1] == 4 and theta.shape[:2] == (3, 2)  # each ST warps both channels
+
+
+def box_theta(box, size=42):
+    """Attention theta sampling exactly the square pixel box (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = box
+    c = torch.tensor([(x0 + x1) / 2, (y0 + y1) / 2])
+    return torch.cat([torch.tensor([(x1 - x0) / size]), (2 * c + 1) / size - 1])
+
+
+def test_split_measurement_known_answers():
+    boxes = torch.tensor([[[2.0, 2, 20, 20], [20.0, 18, 38, 36]], [[20.0, 18, 38, 36], [2.0, 2, 20, 20]]])
+    # ST1 on digit a and ST2 on digit b in the first pair; swapped roles in the second
+    theta = torch.stack([torch.stack([box_theta(boxes[0, 0]), box_theta(boxes[0, 1])]),
+                         torch.stack([box_theta(boxes[1, 1]), box_theta(boxes[1, 0])])])
+    assert torch.allclose(transformer_boxes(theta, "attention")[0], boxes[0], atol=1e-4)
+    s = attention_split(theta, "attention", boxes)
+    assert s["split"] == 100.0 and s["split_covered"] == 100.0
+    assert s["prefers_a"].tolist() == [50.0, 50.0]
+    assert torch.allclose(s["iou"][0, 0, 0], torch.tensor(1.0), atol=1e-4)
+    both_on_a = torch.stack([box_theta(boxes[0, 0])] * 2)[None]
+    assert attention_split(both_on_a, "attention", boxes[:1])["split"] == 0.0
+
+
+def test_experiment_writes_the_split_into_its_artifact(tmp_path):
+    tiny = Profile("tiny", steps=6, batch_size=16, lr=1e-3, train_size=300, test_size=40)
+    cell = get_cells("addition", ["2st-fcn-affine"])[0]
+    a = run_cell(cell, tiny, seed=1, device="cpu", progress=False, root=tmp_path)
+    b = run_cell(cell, tiny, seed=1, device="cpu", progress=False, root=tmp_path / "again")
+    assert a["test_error"] == b["test_error"] and a["history"] == b["history"]
+    split = a["attention_split"]
+    assert len(split["prefers_a"]) == 2 and 0 <= split["split"] <= 100 and split["split_pairs"] == 40
+    metrics, model, analysis = load_cell(cell, "tiny", root=tmp_path)
+    assert analysis["theta"].shape == (40, 2, 6) and analysis["iou"].shape == (40, 2, 2)
+    assert analysis["pred"].shape == (40,) and metrics["test_size"] == 40

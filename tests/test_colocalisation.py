@@ -1,0 +1,105 @@
+"""Co-localisation: the problems (placement, clutter, boxes), the triplet hinge loss, boxes <-> theta, and the
+experiment (encoder artifact, trajectory, scores)."""
+
+import torch
+
+from stnlib.data.pairs import CoLocalisationBatches, colocalisation_set, random_crops
+from stnlib.experiments import Cell, Profile, get_cells, load_cell, run_cell
+from stnlib.experiments.colocalisation import (RECORD_STEPS, CoLocalisationConfig, CoLocaliser, hinge_triplets,
+                                               localisation_scores, predicted_boxes, triplet_hinge_loss, true_theta)
+
+
+def digits(n=60, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, 28, 28, dtype=torch.uint8)
+    x[:, 4:24, 6:22] = torch.randint(1, 256, (n, 20, 16), generator=g, dtype=torch.uint8)
+    return x, torch.arange(n) % 3
+
+
+def test_problem_is_one_class_with_boxes_around_the_digits():
+    x, y = digits()
+    p = colocalisation_set(x, y, digit=2, n=10)
+    assert bool((y[p["index"]] == 2).all()) and p["x"].shape == (10, 1, 84, 84)
+    box = p["box"]
+    assert torch.allclose(box[:, 2] - box[:, 0], torch.full((10,), 28.0, dtype=torch.float64))
+    for img, (x0, y0, x1, y1) in zip(p["x"][:, 0], box.round().long().tolist()):
+        inside = img.clone()
+        inside[y0:y1 + 1, x0:x1 + 1] = 0
+        assert float(img.sum()) > 0 and float(inside.sum()) == 0.0  # all ink inside the box (T)
+    assert torch.equal(colocalisation_set(x, y, digit=2, n=10)["x"], p["x"])
+
+
+def test_clutter_comes_from_the_pool_and_lands_outside_the_box_too():
+    x, y = digits()
+    pool = torch.full((5, 28, 28), 255, dtype=torch.uint8)  # clutter patches are fully inked
+    tc = colocalisation_set(x, y, digit=1, clutter=16, clutter_pool=pool, n=10)
+    t = colocalisation_set(x, y, digit=1, clutter=0, n=10)
+    assert not torch.equal(tc["x"], t["x"])
+    outside = tc["x"].clone()
+    for k, (x0, y0, x1, y1) in enumerate(tc["box"].round().long().tolist()):
+        outside[k, 0, max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = 0
+    assert float(outside.sum()) > 0
+
+
+def test_box_theta_round_trip_and_success_rate():
+    boxes = torch.tensor([[0.0 - 0.5, 10 - 0.5, 28 - 0.5, 38 - 0.5], [50 - 0.5, 3 - 0.5, 78 - 0.5, 31 - 0.5]])
+    theta = true_theta(boxes)
+    assert torch.allclose(predicted_boxes(theta), boxes, atol=1e-4)
+    s = localisation_scores(theta, boxes)
+    assert s["success"] == 100.0
+    shifted = theta + torch.tensor([0.0, 0.5, 0.0])
+    assert localisation_scores(shifted, boxes)["success"] == 0.0
+
+
+def test_hinge_known_answers():
+    e = torch.nn.functional.normalize(torch.randn(5, 7), dim=1)
+    same = e[:1].expand(5, 7)
+    loss, active = hinge_triplets(same, -same, alpha=1.0)  # crops identical, random patches opposite: d = 4
+    assert loss.item() == 0.0 and active.item() == 0.0
+    loss, _ = hinge_triplets(e, e, alpha=1.0)  # random patch = the crop: hinge = d_pos + alpha
+    d = torch.cdist(e, e).pow(2)
+    off = ~torch.eye(5, dtype=torch.bool)
+    assert torch.allclose(loss, (d[off] + 1).mean(), atol=1e-5)
+
+
+def test_loss_trains_only_the_localisation_net_and_records_theta():
+    model = CoLocaliser(CoLocalisationConfig(num_images=6))
+    x = torch.rand(6, 1, 84, 84)
+    crops = random_crops(6, torch.Generator().manual_seed(0))
+    loss, metrics = triplet_hinge_loss(model, (x, crops, torch.tensor(2)))
+    loss.backward()
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert model.st.head.weight.grad is not None and float(model.st.head.weight.grad.abs().sum()) > 0
+    steps, traj = model.recorded_trajectory()
+    assert steps.tolist() == [2] and torch.allclose(traj[0], torch.tensor([1.0, 0, 0]).expand(6, 3))
+    triplet_hinge_loss(model, (x, crops, torch.tensor(5)))  # 5 is not a recording step
+    assert model.recorded_trajectory()[0].tolist() == [2]
+    assert "trajectory" in model.state_dict()  # checkpointed with the model, so a resume keeps it
+
+
+def test_random_patches_lie_inside_the_canvas_and_are_step_indexed():
+    data = CoLocalisationBatches(torch.zeros(50, 1, 84, 84), seed=4)
+    _, c = data.batch(7)
+    assert torch.equal(c, data.batch(7)[1]) and not torch.equal(c, data.batch(8)[1])
+    box = predicted_boxes(c)
+    assert bool((box >= -0.5 - 1e-4).all() and (box <= 83.5 + 1e-4).all())
+
+
+def test_experiment_uses_the_encoder_artifact_and_saves_the_trajectory(tmp_path):
+    tiny = Profile("tiny", steps=9, batch_size=32, lr=3e-3, train_size=500, test_size=100)
+    cfg = CoLocalisationConfig(digit=1, variant="TC", encoder_root=str(tmp_path))
+    cell = Cell("colocalisation", "TC-1", "TC", cfg)
+    m = run_cell(cell, tiny, seed=0, device="cpu", progress=False, root=tmp_path)
+    encoder = tmp_path / "colocalisation" / "tiny" / "mnist-cnn"
+    assert (encoder / "model.pt").exists() and m["encoder_dir"] == str(encoder.resolve())
+    assert 0 <= m["success"] <= 100 and m["test_error"] is None
+    assert m["loss_true"] < m["loss_identity"]  # even a briefly trained e() ranks the true boxes first
+    metrics, model, analysis = load_cell(cell, "tiny", root=tmp_path)
+    assert analysis["trajectory_steps"].tolist() == [s for s in RECORD_STEPS if s < 9]
+    assert analysis["theta"].shape == (100, 3) and analysis["iou"].shape == (100,)
+    # the model loaded from the artifact reproduces the saved theta (encoder weights included)
+    from stnlib.experiments.colocalisation import problem
+    with torch.no_grad():
+        _, theta = model(problem(model.config)["x"])
+    assert torch.allclose(theta, analysis["theta"], atol=2e-2)
+    assert [c.id for c in get_cells("colocalisation")][0] == "mnist-cnn"
