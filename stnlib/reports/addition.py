@@ -12,10 +12,10 @@ import html
 import matplotlib.pyplot as plt
 import torch
 
-from ..experiments import get_cells, load_cell, load_results, run
+from ..experiments import get_cells
+from . import common
 from ..experiments.addition import EXPERIMENT, FAMILIES, addition_test_pairs, attention_split
 from ..geometry import sampling_outline
-from ..paths import results_dir
 from ..viz import draw_outline, imshow
 
 CELLS = [c.id for c in get_cells(EXPERIMENT)]
@@ -38,27 +38,13 @@ def row_name(cell: str) -> str:
 
 
 def chapter_results(profile: str) -> tuple[dict[str, dict], str]:
-    """(metrics by cell, profile they come from). "artifacts": the committed full run; "smoke": train every
-    cell now with the smoke budget, into the ignored ``results/runs``."""
-    if profile == "artifacts":
-        return load_results(EXPERIMENT, "full"), "full"
-    if profile != "smoke":
-        raise ValueError(f"profile must be 'artifacts' or 'smoke', got {profile!r}")
-    return run(EXPERIMENT, "smoke", progress=False, root=results_dir() / "runs"), "smoke"
+    """(metrics by cell, profile): the committed full run, or every cell trained now with the smoke budget."""
+    return common.chapter_results(EXPERIMENT, profile)
 
 
 def chapter_cell(cell: str, profile: str):
-    """(metrics, model, analysis) of one cell for the chapter's profile, or None (with a note) when missing."""
-    c = get_cells(EXPERIMENT, [cell])[0]
-    try:
-        if profile == "artifacts":
-            return load_cell(c, "full")
-        return load_cell(c, "smoke", root=results_dir() / "runs")
-    except FileNotFoundError:
-        prof = "full" if profile == "artifacts" else "smoke"
-        print(f"[{cell} has no {prof} artifact yet: `python -m stnlib.experiments run {EXPERIMENT} --profile {prof} "
-              f"--cells {cell}` makes it]")
-        return None
+    """(metrics, model, analysis) of one cell, or None with a note when it has no artifact."""
+    return common.chapter_cell(EXPERIMENT, cell, profile)
 
 
 def parameter_counts(results: dict[str, dict]) -> str:
@@ -81,19 +67,9 @@ def table4_html(results: dict[str, dict]) -> str:
             + "".join(rows) + "</table>")
 
 
-def provenance(results: dict[str, dict], experiment: str = EXPERIMENT) -> str:
+def provenance(results: dict[str, dict]) -> str:
     """One sentence naming the command, profile, hardware and total time behind ``results``."""
-    if not results:
-        return "No artifacts found."
-    any_m = next(iter(results.values()))
-    hw = any_m["hardware"]
-    total = sum(m["wall_time_s"] for m in results.values())
-    dates = sorted(m["finished"] for m in results.values())
-    return (f"{len(results)} cells from `python -m stnlib.experiments run {experiment} --profile {any_m['profile']}` "
-            f"({any_m['profile_description']}); hardware: {hw.get('cpu_model', '?')} x{hw.get('cpu_count', '?')} "
-            f"({hw.get('device')}, {hw.get('torch_threads')} thread(s), torch {hw.get('torch_version')}); "
-            f"total training time {total / 60:.1f} min; finished {dates[0]} to {dates[-1]}. Times were measured "
-            f"while other jobs shared the cores, so they overstate what each cell costs alone.")
+    return common.provenance(results, EXPERIMENT)
 
 
 def chance_error(n: int | None = None) -> float:

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..data.parts import PartsSpec, crop_contains, low_res, parts_test_set
-from ..experiments import get_cells, load_cell, load_results, run
+from . import common
 from ..experiments.birds import SPEC, TRANSFORMERS
 from ..geometry import sampling_outline
 from ..paths import results_dir
@@ -31,27 +31,13 @@ PAPER_TABLE3 = [
 
 
 def chapter_results(profile: str) -> tuple[dict[str, dict], str]:
-    """(metrics by cell, profile they come from). "artifacts": the committed full run; "smoke": train every
-    cell now with the smoke budget, into the ignored ``results/runs``."""
-    if profile == "artifacts":
-        return load_results(EXPERIMENT, "full"), "full"
-    if profile != "smoke":
-        raise ValueError(f"profile must be 'artifacts' or 'smoke', got {profile!r}")
-    return run(EXPERIMENT, "smoke", progress=False, root=results_dir() / "runs"), "smoke"
+    """(metrics by cell, profile): the committed full run, or every cell trained now with the smoke budget."""
+    return common.chapter_results(EXPERIMENT, profile)
 
 
 def chapter_cell(cell: str, profile: str):
-    """(metrics, model, analysis) of one cell for the chapter's profile, or None (with a note) when missing."""
-    c = get_cells(EXPERIMENT, [cell])[0]
-    try:
-        if profile == "artifacts":
-            return load_cell(c, "full")
-        return load_cell(c, "smoke", root=results_dir() / "runs")
-    except FileNotFoundError:
-        prof = "full" if profile == "artifacts" else "smoke"
-        print(f"[{cell} has no {prof} artifact yet: `python -m stnlib.experiments run birds --profile {prof} "
-              f"--cells {cell}` makes it]")
-        return None
+    """(metrics, model, analysis) of one cell, or None with a note when it has no artifact."""
+    return common.chapter_cell(EXPERIMENT, cell, profile)
 
 
 def proxy_test_set(n: int, spec: PartsSpec = SPEC) -> dict:
@@ -220,20 +206,8 @@ def compute_claim(results: dict[str, dict]) -> str:
 
 def provenance(results: dict[str, dict]) -> str:
     """One sentence naming the command, profile, hardware and total time behind ``results``."""
-    if not results:
-        return "No artifacts found."
-    any_m = next(iter(results.values()))
-    hw = any_m["hardware"]
-    total = sum(m["wall_time_s"] for m in results.values())
-    dates = sorted(m["finished"] for m in results.values())
-    return (f"{len(results)} cells from `python -m stnlib.experiments run birds --profile {any_m['profile']}` "
-            f"({any_m['profile_description']}); hardware: {hw.get('cpu_model', '?')} x{hw.get('cpu_count', '?')} "
-            f"({hw.get('device')}, {hw.get('torch_threads')} thread(s), torch {hw.get('torch_version')}); "
-            f"total training time {total / 60:.1f} min (wall clock, measured while other jobs shared the cores); "
-            f"finished {dates[0]} to {dates[-1]}.")
+    return common.provenance(results, EXPERIMENT)
 
-
-# ---- figures --------------------------------------------------------------------------------------
 
 def plot_dataset(n: int = 6, spec: PartsSpec = SPEC):
     """Test images at full resolution with the true head (+) and body (x) centres, and the CNN's low-resolution view."""

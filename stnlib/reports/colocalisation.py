@@ -12,12 +12,12 @@ import html
 import matplotlib.pyplot as plt
 import torch
 
-from ..experiments import get_cells, load_cell, load_results, run_cell
+from ..experiments import get_cells, load_results, run_cell
 from ..experiments.colocalisation import (DIGITS, ENCODER_CELL, EXPERIMENT, VARIANTS, CoLocalisationConfig, cell_id,
                                           loss_at, predicted_boxes, problem, true_theta)
 from ..paths import results_dir
 from ..viz import COLORS, imshow, set_view
-from .addition import provenance as _provenance
+from . import common
 
 PAPER_SUCCESS = {"T": "100", "TC": "75&ndash;93"}  # % of images with IoU > 0.5; TC: the range over digit classes
 SMOKE_CELLS = [ENCODER_CELL, "T-1", "TC-1"]
@@ -44,21 +44,13 @@ def chapter_results(profile: str) -> tuple[dict[str, dict], str]:
 
 
 def chapter_cell(cell: str, profile: str):
-    """(metrics, model, analysis) of one cell for the chapter's profile, or None (with a note) when missing."""
-    c = get_cells(EXPERIMENT, [cell])[0]
-    try:
-        if profile == "artifacts":
-            return load_cell(c, "full")
-        return load_cell(c, "smoke", root=_smoke_root())
-    except FileNotFoundError:
-        prof = "full" if profile == "artifacts" else "smoke"
-        print(f"[{cell} has no {prof} artifact yet: `python -m stnlib.experiments run {EXPERIMENT} --profile {prof} "
-              f"--cells {cell}` makes it]")
-        return None
+    """(metrics, model, analysis) of one cell, or None with a note when it has no artifact."""
+    return common.chapter_cell(EXPERIMENT, cell, profile)
 
 
 def provenance(results: dict[str, dict]) -> str:
-    return _provenance(results, EXPERIMENT)
+    """One sentence naming the command, profile, hardware and total time behind ``results``."""
+    return common.provenance(results, EXPERIMENT)
 
 
 def encoder_line(results: dict[str, dict]) -> str:

@@ -6,7 +6,6 @@ beside ours, never as results.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -14,9 +13,8 @@ import torch
 
 from ..data import load_mnist
 from ..data.distortions import fixed_test_set
-from ..experiments import get_cells, load_cell, load_results, run
+from . import common
 from ..geometry import sampling_outline
-from ..paths import results_dir
 from ..transforms import decompose_affine
 from ..viz import COLORS, draw_outline, imshow
 
@@ -44,29 +42,14 @@ def cell_id(dist: str, arch: str, transform: str | None) -> str:
     return f"{dist}-{arch}" if transform is None else f"{dist}-st-{arch}-{transform}"
 
 
-def chapter_results(profile: str, experiment: str = "table1") -> tuple[dict[str, dict], str]:
-    """(metrics by cell, profile they come from). "artifacts": the committed full run; "smoke": train
-    :data:`SMOKE_CELLS` now (a small budget, into the ignored ``results/runs``)."""
-    if profile == "artifacts":
-        return load_results(experiment, "full"), "full"
-    if profile != "smoke":
-        raise ValueError(f"profile must be 'artifacts' or 'smoke', got {profile!r}")
-    return run(experiment, "smoke", SMOKE_CELLS, progress=False, root=results_dir() / "runs"), "smoke"
+def chapter_results(profile: str) -> tuple[dict[str, dict], str]:
+    """(metrics by cell, profile): the committed full run, or :data:`SMOKE_CELLS` trained now (smoke)."""
+    return common.chapter_results("table1", profile, SMOKE_CELLS)
 
 
-def chapter_cell(cell: str, profile: str, experiment: str = "table1"):
-    """(metrics, model, analysis) of one cell for the chapter's profile (see :func:`chapter_results`),
-    or None (with a note saying how to make it) when that cell has no artifact yet."""
-    c = get_cells(experiment, [cell])[0]
-    try:
-        if profile == "artifacts":
-            return load_cell(c, "full")
-        return load_cell(c, "smoke", root=results_dir() / "runs")
-    except FileNotFoundError:
-        prof = "full" if profile == "artifacts" else "smoke"
-        print(f"[{cell} has no {prof} artifact yet: `python -m stnlib.experiments run {experiment} --profile {prof} "
-              f"--cells {cell}` makes it]")
-        return None
+def chapter_cell(cell: str, profile: str):
+    """(metrics, model, analysis) of one Table 1 cell, or None with a note when it has no artifact."""
+    return common.chapter_cell("table1", cell, profile)
 
 
 def figure_st_predictions(profile: str, kinds: Sequence[str], families: Sequence[str], n: int = 5) -> list:
@@ -169,17 +152,7 @@ def table1_html(results: dict[str, dict]) -> str:
 
 def provenance(results: dict[str, dict]) -> str:
     """One sentence naming the command, profile, hardware and total time behind ``results``."""
-    if not results:
-        return "No artifacts found."
-    any_m = next(iter(results.values()))
-    hw = any_m["hardware"]
-    total = sum(m["wall_time_s"] for m in results.values())
-    dates = sorted(m["finished"] for m in results.values())
-    return (f"{len(results)} cells from `python -m stnlib.experiments run table1 --profile {any_m['profile']}` "
-            f"({any_m['profile_description']}); hardware: {hw.get('cpu_model', '?')} x{hw.get('cpu_count', '?')} "
-            f"({hw.get('device')}, {hw.get('torch_threads')} threads, torch {hw.get('torch_version')}); "
-            f"total training time {total / 60:.1f} min; finished {dates[0]} to {dates[-1]}. Training times were "
-            f"measured while other jobs shared the same cores, so they overstate what each cell costs alone.")
+    return common.provenance(results, "table1")
 
 
 def gaps(results: dict[str, dict]) -> list[tuple[str, float, float]]:
@@ -296,7 +269,7 @@ def model_describer(model):
 
 __all__ = ["PAPER_TABLE1", "SMOKE_CELLS", "chapter_results", "chapter_cell", "table1_html", "provenance", "gaps",
            "test_set", "plot_distortions", "plot_st_predictions", "rotation_of", "scale_of", "wrap_deg",
-           "plot_theta_vs_truth", "error_by_bins", "plot_error_by_bins", "model_describer", "math"]
+           "plot_theta_vs_truth", "error_by_bins", "plot_error_by_bins", "model_describer"]
 
 
 def static_trained_explorer(profile: str, cell: str = "RTS-st-cnn-affine", n: int = 16):
