@@ -27,7 +27,11 @@ def test_same_seed_same_numbers_and_artifacts_load(tmp_path):
     # a finished artifact is loaded, not retrained
     json.loads((folder / "metrics.json").read_text())
     again = run_cell(cell, TINY, seed=3, device="cpu", progress=False, root=tmp_path / "a")
-    assert again["finished"] == a["finished"]
+    assert again["finished"] == a["finished"] and again["history"] == a["history"]
+    # ... but one made with other settings is retrained, not silently reused
+    longer = Profile("tiny", steps=14, batch_size=32, lr=2e-3, train_size=640, test_size=200)
+    redone = run_cell(cell, longer, seed=3, device="cpu", progress=False, root=tmp_path / "a")
+    assert redone["steps"] == 14 and redone["history"] != a["history"]
 
 
 def test_table1_has_every_cell_of_the_paper():

@@ -129,30 +129,47 @@ def train_config(profile: Profile, seed: int, device: str, threads: int | None, 
     return TrainConfig(**base)
 
 
+# How a run is executed, not what it computes: an artifact made with other values is still the same run.
+_VOLATILE = {"progress", "num_threads", "device"}
+
+
+def _same_run(metrics: dict, cell: Cell, cfg: TrainConfig) -> bool:
+    """Whether a finished artifact was made by this cell's model config and this training config."""
+    saved = {k: v for k, v in metrics.get("train_config", {}).items() if k not in _VOLATILE}
+    wanted = {k: v for k, v in cfg.to_dict().items() if k not in _VOLATILE}
+    model = metrics.get("model_config", {})
+    # a None field of the cell's config is one the experiment fills in while running (e.g. a path)
+    same_model = all(model.get(k) == v for k, v in cell.model.to_dict().items() if v is not None)
+    return saved == wanted and same_model
+
+
 def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device: str = "auto",
              threads: int | None = None, progress: bool = True, root: Path | None = None,
              command: str | None = None) -> dict:
     """Train one cell and write its artifact; returns the metrics dict.
 
-    A finished artifact with the same seed is loaded, not retrained. An interrupted run resumes from
+    A finished artifact of the same model and training config (seed included) is loaded, not retrained;
+    one made with other settings is retrained and replaced. An interrupted run resumes from
     ``<root>/runs/<experiment>/<profile>/<cell>/checkpoint.pt``.
     """
     exp = get_experiment(cell.experiment)
     prof = get_profile(cell.experiment, profile)
     out = artifact_dir(cell, prof.name, root)
     done = out / "metrics.json"
+    cfg = train_config(prof, seed, device, threads, progress and is_main_process())
+    run_dir = (root or results_dir()) / "runs" / cell.experiment / prof.name / cell.id
     if done.exists():
         metrics = json.loads(done.read_text())
-        if metrics.get("seed") == seed:
+        if _same_run(metrics, cell, cfg):
             return metrics
+        # made with other settings: its finished checkpoint must not be resumed into the new run
+        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
     dev = resolve_device(device)
     if threads is not None:
         torch.set_num_threads(threads)
     train_data, test = exp.make_data(cell, prof, seed, dev)
     torch.manual_seed(seed)
     model = exp.build(cell.model)
-    cfg = train_config(prof, seed, device, threads, progress and is_main_process())
-    run_dir = (root or results_dir()) / "runs" / cell.experiment / prof.name / cell.id
     name = getattr(cell.model, "name", cell.id)
     if progress and is_main_process():
         print(f"[{cell.experiment} / {prof.name}] {cell.id}: {name}, {count_parameters(model):,} parameters, "
