@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from .analysis import warp
+from .sampler import bilinear_sample
 from .coords import ALIGN_CORNERS, normalized_to_pixel
 from .geometry import sampling_outline
 from .transforms import Transform, get_transform
@@ -86,7 +87,7 @@ def plot_anatomy(image: torch.Tensor, theta: torch.Tensor, transform: str | Tran
     size = tuple(out_size) if out_size is not None else in_size
     theta = theta.reshape(1, -1).to(image.dtype)
     grid = tf.grid(theta, size)[0]
-    out = warp(image[None], theta, tf, size)[0]
+    out = bilinear_sample(image[None], grid[None])[0]
     if fig is None:
         fig = plt.figure(figsize=(6.4, 3.2))
     ax_in, ax_out = fig.subplots(1, 2)

@@ -522,6 +522,27 @@ def make_colocalisation_set(images: torch.Tensor, generator: torch.Generator, ca
     return apply_distortion("TC", x, params), digit_box("TC", params)
 
 
+def init_step_source(source, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
+                     device: str | torch.device) -> None:
+    """Validate and store what every step-indexed MNIST batch source holds (shared by :class:`DistortedMNIST`
+    and :class:`stnlib.data.pairs.AdditionMNIST`): the digits (kept as given, e.g. uint8, on ``device``),
+    labels, batch size, seed and ``steps_per_epoch``."""
+    as_image_batch(images[:1])  # validate shape and dtype without converting the whole set
+    if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
+        raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if images.shape[0] == 0:
+        raise ValueError("images is empty")
+    source.device = torch.device(device)
+    source.images = (images[:, None] if images.dim() == 3 else images).to(source.device)
+    source.labels = labels.to(source.device)
+    source.num_examples = int(images.shape[0])
+    source.batch_size = int(batch_size)
+    source.seed = int(seed)
+    source.steps_per_epoch = math.ceil(source.num_examples / source.batch_size)
+
+
 class DistortedMNIST:
     """Training batches distorted on the fly, indexed by step so a resumed run sees exactly the same batches.
 
@@ -550,20 +571,7 @@ class DistortedMNIST:
                  device: str | torch.device = "cpu"):
         self.spec = _spec(kind)
         self.kind = kind
-        as_image_batch(images[:1])  # validate shape and dtype without converting the whole set
-        if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
-            raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if images.shape[0] == 0:
-            raise ValueError("images is empty")
-        self.device = torch.device(device)
-        self.images = (images[:, None] if images.dim() == 3 else images).to(self.device)
-        self.labels = labels.to(self.device)
-        self.num_examples = int(images.shape[0])
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
-        self.steps_per_epoch = math.ceil(self.num_examples / self.batch_size)
+        init_step_source(self, images, labels, batch_size, seed, device)
         self._epoch: int | None = None
         self._permutation: torch.Tensor | None = None
 

@@ -26,12 +26,10 @@ What the paper leaves open, and what we assume
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .distortions import (DIGIT_SIZE, SPLIT_SEEDS, apply_distortion, as_image_batch, derive_seed, digit_box,
-                          make_addition_batch, sample_distortion)
+                          init_step_source, make_addition_batch, sample_distortion)
 
 ADDITION_CANVAS = 42
 """Side of each channel of an addition input (paper A.1: two 42 x 42 channels)."""
@@ -79,19 +77,7 @@ class AdditionMNIST:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
                  device: str | torch.device = "cpu"):
-        as_image_batch(images[:1])  # validates shape and dtype
-        if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
-            raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
-        if images.shape[0] == 0 or int(batch_size) < 1:
-            raise ValueError(f"need a non-empty image set and a positive batch_size, got {images.shape[0]} "
-                             f"images and batch_size {batch_size}")
-        self.device = torch.device(device)
-        self.images = (images[:, None] if images.dim() == 3 else images).to(self.device)
-        self.labels = labels.to(self.device)
-        self.num_examples = int(images.shape[0])
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
-        self.steps_per_epoch = math.ceil(self.num_examples / self.batch_size)
+        init_step_source(self, images, labels, batch_size, seed, device)
         self._cache: tuple[int, torch.Tensor, torch.Tensor] | None = None
 
     def indices(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,7 @@ beside ours, never as results.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import matplotlib.pyplot as plt
 import torch
@@ -167,8 +168,10 @@ def gaps(results: dict[str, dict]) -> list[tuple[str, float, float]]:
     return sorted(out, key=lambda t: t[1] - t[2], reverse=True)
 
 
+@lru_cache(maxsize=8)
 def test_set(kind: str, n: int | None = None) -> dict:
-    """The fixed test set of a distortion (the one every model was scored on)."""
+    """The fixed test set of a distortion (the one every model was scored on); built once per (kind, n)
+    in a process, since several figures of the chapter read the same set. Treat it as read-only."""
     x, y = load_mnist("test")
     return fixed_test_set(kind, x, y, n=n)
 
