@@ -1,6 +1,7 @@
 """Co-localisation: the problems (placement, clutter, boxes), the triplet hinge loss, boxes <-> theta, and the
 experiment (encoder artifact, trajectory, scores)."""
 
+import pytest
 import torch
 
 from stnlib.data.pairs import CoLocalisationBatches, colocalisation_set, random_crops
@@ -71,10 +72,30 @@ def test_loss_trains_only_the_localisation_net_and_records_theta():
     assert all(p.grad is None for p in model.encoder.parameters())
     assert model.st.head.weight.grad is not None and float(model.st.head.weight.grad.abs().sum()) > 0
     steps, traj = model.recorded_trajectory()
-    assert steps.tolist() == [2] and torch.allclose(traj[0], torch.tensor([1.0, 0, 0]).expand(6, 3))
+    # no curriculum scale given: the learned scale starts at the encoder's 1:1 scale, centred
+    assert steps.tolist() == [2] and torch.allclose(traj[0], torch.tensor([28 / 84, 0, 0]).expand(6, 3))
     triplet_hinge_loss(model, (x, crops, torch.tensor(5)))  # 5 is not a recording step
     assert model.recorded_trajectory()[0].tolist() == [2]
     assert "trajectory" in model.state_dict()  # checkpointed with the model, so a resume keeps it
+
+
+def test_curriculum_sets_the_scale_then_hands_it_to_the_net():
+    cfg = CoLocalisationConfig(num_images=4, hold=0.2, anneal_end=0.6)
+    scales = [cfg.scale_at(k, 10) for k in range(10)]
+    assert scales[:2] == [1.0, 1.0] and scales[6:] == [None] * 4
+    assert all(a > b for a, b in zip(scales[2:6], scales[3:6])) and scales[5] > 28 / 84  # shrinks towards 28 / 84
+    model = CoLocaliser(cfg)
+    x = torch.rand(4, 1, 84, 84)
+    crops = random_crops(4, torch.Generator().manual_seed(0))
+    _, theta = model(x, scale=0.5)
+    assert torch.allclose(theta[:, 0], torch.full((4,), 0.5))
+    triplet_hinge_loss(model, (x, crops, torch.tensor(1), torch.tensor(1.0)))  # the curriculum's s = 1 reaches theta
+    assert torch.allclose(model.recorded_trajectory()[1][0][:, 0], torch.ones(4))
+    with torch.no_grad():
+        model.st.head.bias.copy_(torch.tensor([1.0, 50.0, -50.0]))  # far off the canvas
+    assert bool((model(x)[1][:, 1:].abs() <= 1).all())  # the window's centre stays on the canvas
+    with pytest.raises(ValueError, match="hold"):
+        CoLocalisationConfig(hold=0.8, anneal_end=0.5)
 
 
 def test_random_patches_lie_inside_the_canvas_and_are_step_indexed():

@@ -51,6 +51,10 @@ PROFILES: dict[str, Profile] = {
     "full": Profile("full", steps=3_000, batch_size=64, lr=1e-3, test_size=5_000,
                     description="CPU budget: 3,000 Adam steps at batch 64 (3.2 epochs of pairs), cosine decay; "
                                 "scored on the first 5,000 fixed test pairs"),
+    # run for the two-transformer rows only: --profile long --cells 2st-fcn-affine 2st-fcn-tps
+    "long": Profile("long", steps=30_000, batch_size=256, lr=1e-3, test_size=5_000, eval_every=3_000,
+                    description="40x the full profile's pairs: 30,000 Adam steps at batch 256 (128 epochs of "
+                                "pairs), cosine decay; scored on the first 5,000 fixed test pairs"),
 }
 
 

@@ -9,6 +9,7 @@ Checkpoints of unfinished runs live under ``results/runs/`` (not committed); a r
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import shlex
 import sys
@@ -30,7 +31,14 @@ from ..train import Trainer, TrainConfig, classification_loss, count_parameters,
 class Profile:
     """How much compute a run gets: ``steps`` at ``batch_size``; data subsets for quick profiles.
 
-    ``train_overrides`` sets further :class:`~stnlib.train.TrainConfig` fields (e.g. ``loc_lr_mult``).
+    ``train_overrides`` sets further :class:`~stnlib.train.TrainConfig` fields (e.g. ``loc_lr_mult``);
+    ``cell_overrides`` maps cell-id patterns (:mod:`fnmatch`, e.g. ``"*-fcn*"``) to fields that apply to
+    the matching cells only, on top (every matching pattern, in order), e.g. ``{"mnist-cnn": {"steps": 150}}``.
+
+    Examples:
+        >>> p = Profile("full", steps=600, batch_size=100, cell_overrides={"enc*": {"steps": 150}})
+        >>> p.steps_for("encoder"), p.steps_for("T-3")
+        (150, 600)
     """
 
     name: str
@@ -42,6 +50,24 @@ class Profile:
     eval_every: int = 0
     description: str = ""
     train_overrides: dict = field(default_factory=dict)
+    cell_overrides: dict[str, dict] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for fields in [self.train_overrides, *self.cell_overrides.values()]:
+            if "batch_size" in fields:  # the data sources are made with the profile's batch size
+                raise ValueError(f"profile {self.name!r}: set batch_size on the profile, not in its overrides")
+
+    def overrides_for(self, cell_id: str) -> dict:
+        """The :class:`~stnlib.train.TrainConfig` fields this profile sets for ``cell_id``."""
+        out = dict(self.train_overrides)
+        for pattern, fields in self.cell_overrides.items():
+            if fnmatch.fnmatchcase(cell_id, pattern):
+                out.update(fields)
+        return out
+
+    def steps_for(self, cell_id: str) -> int:
+        """Training steps of ``cell_id`` in this profile."""
+        return int(self.overrides_for(cell_id).get("steps", self.steps))
 
 
 @dataclass(frozen=True)
@@ -120,12 +146,14 @@ def artifact_dir(cell: Cell, profile: str, root: Path | None = None) -> Path:
     return (root or results_dir()) / cell.experiment / profile / cell.id
 
 
-def train_config(profile: Profile, seed: int, device: str, threads: int | None, progress: bool) -> TrainConfig:
-    """The :class:`TrainConfig` of a profile: Adam, cosine decay, the profile's steps, rate and overrides."""
+def train_config(profile: Profile, seed: int, device: str, threads: int | None, progress: bool,
+                 cell_id: str | None = None) -> TrainConfig:
+    """The :class:`TrainConfig` of a profile (for one cell): Adam, cosine decay, the profile's steps, rate
+    and overrides (those of ``cell_id`` included)."""
     base = dict(steps=profile.steps, batch_size=profile.batch_size, lr=profile.lr, schedule="cosine",
                 eval_every=profile.eval_every, checkpoint_every=250, log_every=25, seed=seed, device=device,
                 num_threads=threads, progress=progress)
-    base.update(profile.train_overrides)
+    base.update(profile.overrides_for(cell_id) if cell_id is not None else profile.train_overrides)
     return TrainConfig(**base)
 
 
@@ -156,7 +184,7 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
     prof = get_profile(cell.experiment, profile)
     out = artifact_dir(cell, prof.name, root)
     done = out / "metrics.json"
-    cfg = train_config(prof, seed, device, threads, progress and is_main_process())
+    cfg = train_config(prof, seed, device, threads, progress and is_main_process(), cell.id)
     run_dir = (root or results_dir()) / "runs" / cell.experiment / prof.name / cell.id
     if done.exists():
         metrics = json.loads(done.read_text())
@@ -173,7 +201,7 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
     name = getattr(cell.model, "name", cell.id)
     if progress and is_main_process():
         print(f"[{cell.experiment} / {prof.name}] {cell.id}: {name}, {count_parameters(model):,} parameters, "
-              f"{prof.steps} steps at batch {prof.batch_size} on {dev}")
+              f"{cfg.steps} steps at batch {cfg.batch_size} on {dev}")
     eval_data = (test["x"], test["y"]) if "x" in test and "y" in test else None
     result = Trainer(model, cfg, loss=exp.loss, run_dir=run_dir).fit(train_data, eval_data=eval_data)
     analysis = exp.analyse(model, test, cell)
@@ -184,7 +212,7 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
         "test_error": final.get("error"), "test_loss": final.get("loss"),
         "test_size": int(len(test["y"])) if "y" in test else None,
         "params": count_parameters(model), "width": getattr(model, "width", None),
-        "steps": result["steps"], "batch_size": prof.batch_size,
+        "steps": result["steps"], "batch_size": cfg.batch_size,
         "wall_time_s": result["wall_time_s"], "hardware": result["hardware"],
         "history": result["history"], "eval_history": result["eval_history"],
         "model_config": cell.model.to_dict(), "train_config": cfg.to_dict(),
@@ -194,7 +222,7 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
     }
     metrics.update(analysis.pop("metrics", {}))
     if prof.train_size is None and hasattr(train_data, "num_examples"):
-        metrics["epochs"] = result["steps"] * prof.batch_size / train_data.num_examples
+        metrics["epochs"] = result["steps"] * cfg.batch_size / train_data.num_examples
     if is_main_process():  # under torchrun, rank 0 alone writes the artifact
         atomic_torch_save({k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
                            for k, v in model.state_dict().items()}, out / "model.pt")

@@ -16,6 +16,9 @@ PROFILES: dict[str, Profile] = {
                      description="CI: 150 steps on a 10k-image subset; proves every cell trains"),
     "full": Profile("full", steps=3_000, batch_size=128, lr=1e-3, eval_every=500,
                     description="CPU reproduction budget: 3,000 Adam steps at batch 128 (6.4 epochs), cosine decay"),
+    # what 4x the compute buys, for the RTS column: --profile long --cells RTS-fcn RTS-cnn RTS-st-fcn-affine ...
+    "long": Profile("long", steps=12_000, batch_size=128, lr=1e-3, eval_every=2_000,
+                    description="4x the full profile: 12,000 Adam steps at batch 128 (25.6 epochs), cosine decay"),
 }
 ANALYSIS_SIZE = 1000  # test images whose theta is saved for the chapter's figures
 

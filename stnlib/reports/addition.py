@@ -220,6 +220,34 @@ def plot_training(results: dict[str, dict], smooth: int = 4):
     return fig
 
 
+def full_results() -> dict[str, dict]:
+    """The committed runs of the "full" profile (whatever profile the chapter runs in)."""
+    return common.committed_results(EXPERIMENT, "full")
+
+
+def long_results() -> dict[str, dict]:
+    """The committed runs of the "long" profile (40x the full profile's pairs; two-transformer rows only)."""
+    return common.committed_results(EXPERIMENT, "long")
+
+
+def _split_note(m: dict) -> str:
+    s = m.get("attention_split", {})
+    return f"<br><small>split {s['split']:.0f}% ({s['split_covered']:.0f}%)</small>" if "split" in s else ""
+
+
+def long_table_html(full: dict[str, dict], long: dict[str, dict]) -> str:
+    """Per long-profile cell: paper, the full profile and the long profile (% error, compute, split)."""
+    return common.profiles_html(full, long, PAPER_TABLE4, row_name, _split_note)
+
+
+def plot_eval_curves(long: dict[str, dict]):
+    """Test error (first 5,000 fixed pairs) against step for each long run, with chance and the paper's number."""
+    if not long:
+        return None
+    return common.plot_eval_curves(long, PAPER_TABLE4, row_name, chance_error(next(iter(long.values()))["test_size"]),
+                                   ylim=(0, 100))
+
+
 def closing(results: dict[str, dict]) -> str:
     """The closing note in Markdown, computed from the artifacts: Table 4 and the measured split."""
     if not results:
@@ -250,6 +278,6 @@ def closing(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CELLS", "PAPER_TABLE4", "PAPER_BEST_SINGLE_ST", "TENSORPACK_2ST_AFFINE", "chapter_results", "chapter_cell",
+__all__ = ["full_results", "long_results", "long_table_html", "plot_eval_curves", "CELLS", "PAPER_TABLE4", "PAPER_BEST_SINGLE_ST", "TENSORPACK_2ST_AFFINE", "chapter_results", "chapter_cell",
            "chance_error", "comparison", "composite", "figure_preference", "figure_split", "parameter_counts",
            "closing", "plot_pairs", "plot_split", "plot_training", "provenance", "row_name", "split_table", "table4_html"]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import html
+from collections.abc import Callable
+
+import matplotlib.pyplot as plt
+
 from ..experiments import get_cells, load_cell, load_results, run
 from ..paths import results_dir
 
@@ -20,22 +25,30 @@ def chapter_results(experiment: str, profile: str, smoke_cells: list[str] | None
 
 def chapter_cell(experiment: str, cell: str, profile: str):
     """(metrics, model, analysis) of one cell for the chapter's profile, or None (with a note saying which
-    command makes it) when that cell has no artifact yet."""
+    command makes it) when that cell has no artifact yet. ``profile``: "artifacts" (the committed full
+    run), "smoke" (this run's smoke artifacts) or the name of another committed profile (e.g. "long")."""
     c = get_cells(experiment, [cell])[0]
-    prof = "full" if profile == "artifacts" else "smoke"
+    prof = {"artifacts": "full"}.get(profile, profile)
     try:
-        return load_cell(c, "full") if profile == "artifacts" else load_cell(c, "smoke", root=results_dir() / SMOKE_ROOT)
+        return load_cell(c, "smoke", root=results_dir() / SMOKE_ROOT) if profile == "smoke" else load_cell(c, prof)
     except FileNotFoundError:
         print(f"[{cell} has no {prof} artifact yet: `python -m stnlib.experiments run {experiment} --profile {prof} "
               f"--cells {cell}` makes it]")
         return None
 
 
+def committed_results(experiment: str, profile: str) -> dict[str, dict]:
+    """Metrics of the committed artifacts of ``profile`` (e.g. "long": runs beyond the full budget, made for
+    a few cells only), by cell id; shown by a chapter in every profile, smoke included, since CI does
+    not remake them."""
+    return load_results(experiment, profile)
+
+
 def provenance(results: dict[str, dict], experiment: str) -> str:
     """One sentence naming the command, profile, hardware and total time behind ``results``."""
     if not results:
         return "No artifacts found."
-    any_m = next(iter(results.values()))
+    any_m = max(results.values(), key=lambda m: m["finished"])  # the newest names the profile as it is now
     hw = any_m["hardware"]
     total = sum(m["wall_time_s"] for m in results.values())
     dates = sorted(m["finished"] for m in results.values())
@@ -44,3 +57,45 @@ def provenance(results: dict[str, dict], experiment: str) -> str:
             f"({hw.get('device')}, {hw.get('torch_threads')} thread(s), torch {hw.get('torch_version')}); "
             f"total training time {total / 60:.1f} min; finished {dates[0]} to {dates[-1]}. Times were measured "
             f"while other jobs shared the cores, so they overstate what each cell costs alone.")
+
+
+def profiles_html(full: dict[str, dict], long: dict[str, dict], paper: dict[str, float | None],
+                  name: Callable[[str], str], note: Callable[[dict], str] = lambda m: "") -> str:
+    """HTML: per cell of ``long``, the paper's % error, ours in the full and in the long profile (steps x
+    batch and minutes below each), plus ``note(metrics)`` (HTML) under ours."""
+    rows = []
+    for c, m_long in long.items():
+        cols = []
+        for m in (full.get(c), m_long):
+            cols.append("&ndash;" if m is None else
+                        f"<b>{m['test_error']:.2f}</b><br><small>{m['steps']:,} steps x {m['batch_size']}, "
+                        f"{m['wall_time_s'] / 60:.1f} min</small>{note(m)}")
+        ref = paper.get(c)
+        rows.append(f"<tr><th>{html.escape(name(c))}</th><td>{'&ndash;' if ref is None else ref}</td>"
+                    + "".join(f"<td>{v}</td>" for v in cols) + "</tr>")
+    return ("<table class='stn-table'><tr><th>% test error</th><th>paper</th><th>ours, full</th><th>ours, long</th>"
+            "</tr>" + "".join(rows) + "</table>")
+
+
+def plot_eval_curves(runs: dict[str, dict], paper: dict[str, float | None], name: Callable[[str], str],
+                     chance: float | None = None, ylim: tuple[float, float] | None = None):
+    """Test error against step for each run (its ``eval_history``), the paper's number dotted in the same
+    colour, and chance dashed. The learning rate decays to zero over each run, so a point is not what a
+    shorter run would have reached."""
+    if not runs:
+        return None
+    fig, ax = plt.subplots(figsize=(5.8, 3.3))
+    for c, m in runs.items():
+        ev = m["eval_history"]
+        line, = ax.plot([e["step"] for e in ev], [e["error"] for e in ev], marker="o", ms=3, label=name(c))
+        if paper.get(c) is not None:
+            ax.axhline(paper[c], color=line.get_color(), ls=":", lw=1)
+    if chance is not None:
+        ax.axhline(chance, color="0.4", ls="--", lw=1, label="chance")
+    batch = next(iter(runs.values()))["batch_size"]
+    ax.set(xlabel=f"step (batch {batch})", ylabel="% test error (dotted: paper)")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -151,6 +151,36 @@ def table1_html(results: dict[str, dict]) -> str:
     return (f"<table class='stn-table'><tr><th>% test error</th>{head}</tr>{''.join(rows)}</table>")
 
 
+def long_results() -> dict[str, dict]:
+    """The committed runs of the "long" profile (4x the full profile's steps; the RTS column's cells)."""
+    return common.committed_results("table1", "long")
+
+
+def full_results() -> dict[str, dict]:
+    """The committed runs of the "full" profile (whatever profile the chapter runs in)."""
+    return common.committed_results("table1", "full")
+
+
+def _paper_by_cell() -> dict[str, float | None]:
+    return {cell_id(d, arch, tf): PAPER_TABLE1[(arch, tf)][k] for arch, tf in ROWS for k, d in enumerate(COLUMNS)}
+
+
+def _cell_name(cell: str) -> str:
+    dist, rest = cell.split("-", 1)
+    parts = rest.split("-")
+    return f"{dist} {row_name(parts[1], parts[2]) if parts[0] == 'st' else row_name(parts[0], None)}"
+
+
+def long_table_html(full: dict[str, dict], long: dict[str, dict]) -> str:
+    """Per long-profile cell: paper, ours in the full profile and in the long profile, with their compute."""
+    return common.profiles_html(full, long, _paper_by_cell(), _cell_name)
+
+
+def plot_eval_curves(long: dict[str, dict]):
+    """Test error against step for each long run, the paper's number dotted."""
+    return common.plot_eval_curves(long, _paper_by_cell(), _cell_name)
+
+
 def provenance(results: dict[str, dict]) -> str:
     """One sentence naming the command, profile, hardware and total time behind ``results``."""
     return common.provenance(results, "table1")
@@ -270,7 +300,7 @@ def model_describer(model):
     return describe
 
 
-__all__ = ["PAPER_TABLE1", "SMOKE_CELLS", "chapter_results", "chapter_cell", "table1_html", "provenance", "gaps",
+__all__ = ["full_results", "long_results", "long_table_html", "plot_eval_curves", "PAPER_TABLE1", "SMOKE_CELLS", "chapter_results", "chapter_cell", "table1_html", "provenance", "gaps",
            "test_set", "plot_distortions", "plot_st_predictions", "rotation_of", "scale_of", "wrap_deg",
            "plot_theta_vs_truth", "error_by_bins", "plot_error_by_bins", "model_describer"]
 
