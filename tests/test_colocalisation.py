@@ -8,6 +8,7 @@ from stnlib.data.pairs import CoLocalisationBatches, colocalisation_set, random_
 from stnlib.experiments import Cell, Profile, get_cells, load_cell, run_cell
 from stnlib.experiments.colocalisation import (RECORD_STEPS, CoLocalisationConfig, CoLocaliser, hinge_triplets,
                                                localisation_scores, predicted_boxes, triplet_hinge_loss, true_theta)
+from stnlib.paths import results_dir
 
 
 def digits(n=60, seed=0):
@@ -108,11 +109,12 @@ def test_random_patches_lie_inside_the_canvas_and_are_step_indexed():
 
 def test_experiment_uses_the_encoder_artifact_and_saves_the_trajectory(tmp_path):
     tiny = Profile("tiny", steps=9, batch_size=32, lr=3e-3, train_size=500, test_size=100)
-    cfg = CoLocalisationConfig(digit=1, variant="TC", encoder_root=str(tmp_path))
+    cfg = CoLocalisationConfig(digit=1, variant="TC")  # no encoder_root: the run's root is used
     cell = Cell("colocalisation", "TC-1", "TC", cfg)
     m = run_cell(cell, tiny, seed=0, device="cpu", progress=False, root=tmp_path)
     encoder = tmp_path / "colocalisation" / "tiny" / "mnist-cnn"
     assert (encoder / "model.pt").exists() and m["encoder_dir"] == str(encoder.resolve())
+    assert not (results_dir() / "colocalisation" / "tiny").exists()  # a run into another root leaves results/ alone
     assert 0 <= m["success"] <= 100 and m["test_error"] is None
     assert m["loss_true"] < m["loss_identity"]  # even a briefly trained e() ranks the true boxes first
     metrics, model, analysis = load_cell(cell, "tiny", root=tmp_path)

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from stnlib.experiments import Profile, get_cells, load_cell, load_results, run_cell
@@ -32,6 +33,30 @@ def test_same_seed_same_numbers_and_artifacts_load(tmp_path):
     longer = Profile("tiny", steps=14, batch_size=32, lr=2e-3, train_size=640, test_size=200)
     redone = run_cell(cell, longer, seed=3, device="cpu", progress=False, root=tmp_path / "a")
     assert redone["steps"] == 14 and redone["history"] != a["history"]
+
+
+def test_cell_overrides_change_only_the_matching_cells(tmp_path):
+    prof = Profile("tiny", steps=6, batch_size=32, lr=2e-3, train_size=640, test_size=100,
+                   cell_overrides={"R-st-*": {"steps": 9, "loc_lr_mult": 0.5}})
+    plain, st = get_cells("table1", ["R-fcn", "R-st-fcn-affine"])
+    a = run_cell(plain, prof, device="cpu", progress=False, root=tmp_path)
+    b = run_cell(st, prof, device="cpu", progress=False, root=tmp_path)
+    assert (a["steps"], a["train_config"]["loc_lr_mult"]) == (6, 1.0)
+    assert (b["steps"], b["train_config"]["loc_lr_mult"]) == (9, 0.5)
+    assert prof.steps_for("R-st-cnn-tps") == 9 and prof.steps_for("RTS-st-cnn-tps") == 6
+    with pytest.raises(ValueError, match="batch_size"):
+        Profile("bad", steps=6, batch_size=32, cell_overrides={"*": {"batch_size": 64}})
+
+
+def test_every_profile_makes_a_valid_training_config():
+    from stnlib.experiments import EXPERIMENTS
+    from stnlib.experiments.core import train_config
+
+    for exp in EXPERIMENTS.values():
+        for prof in exp.profiles.values():
+            for cell in exp.cells():
+                cfg = train_config(prof, 0, "cpu", 1, False, cell.id)  # TrainConfig validates itself
+                assert cfg.steps == prof.steps_for(cell.id) > 0
 
 
 def test_table1_has_every_cell_of_the_paper():

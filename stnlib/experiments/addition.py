@@ -84,7 +84,7 @@ def addition_test_pairs(n: int | None = None) -> dict:
     return addition_test_set(x, y, n=n)
 
 
-def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device):
+def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device, root=None):
     x, y = load_mnist("train")
     if profile.train_size is not None:
         x, y = x[:profile.train_size], y[:profile.train_size]

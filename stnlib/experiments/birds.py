@@ -45,7 +45,7 @@ def birds_cells() -> list[Cell]:
     return [Cell("birds", cid, "parts", model_config(n)) for cid, n in TRANSFORMERS.items()]
 
 
-def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device):
+def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device, root=None):
     return PartsBatches(SPEC, profile.batch_size, seed, device), parts_test_set(SPEC, profile.test_size or 2000)
 
 

@@ -35,8 +35,7 @@ pre-trained MNIST CNN, alpha = 1"; the details below are our reading of A.2, con
   size instead, most crops show blank background and agree on that (a local minimum the hinge cannot
   leave: a blank crop has no gradient). What works: the window's scale is *set*, not learned, for most
   of the run: the whole canvas (s = 1) for the first ``hold`` of the steps, in which the net learns to
-  move the window so that every digit sits at the same place in it (the loss falls from about 1.1 to
-  about 0.3 with the scale fixed), then shrinking linearly to the sampling scale of the encoder (28 / 84:
+  move the window so that every digit sits at the same place in it, then shrinking linearly to the sampling scale of the encoder (28 / 84:
   one output pixel per input pixel) by ``anneal_end`` of the steps, while the translation keeps the
   digit in view; after that the scale is learned again, as a residual on 28 / 84. The translation is
   learned throughout, and nothing sees a box or a label. Evaluation uses the learned scale.
@@ -52,6 +51,7 @@ pre-trained MNIST CNN, alpha = 1"; the details below are our reading of A.2, con
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +89,10 @@ PROFILES: dict[str, Profile] = {
                     description="CPU budget: Adam, cosine decay; the encoder 150 steps at batch 256 (0.64 "
                                 "epochs); each problem 600 full-batch steps on its 100 images"),
 }
+# The same budget under its own name, so that a run with another seed (--seed 1) does not replace the committed
+# full run: `python -m stnlib.experiments run colocalisation --profile replicate --seed 1`.
+PROFILES["replicate"] = dataclasses.replace(PROFILES["full"], name="replicate",
+                                            description=PROFILES["full"].description + " (a replicate with another seed)")
 
 
 @dataclass
@@ -305,8 +309,8 @@ def triplet_hinge_loss(model: CoLocaliser, batch: Sequence[torch.Tensor]) -> tup
         ``(loss, {"loss", "active"})``; "active" is the % of triplets whose hinge is non-zero.
     """
     x, crops = batch[0], batch[1]
-    scale = float(batch[3]) if len(batch) > 3 else float("nan")
-    out, theta = model(x, None if scale != scale else scale)
+    scale = float(batch[3]) if len(batch) > 3 else math.nan
+    out, theta = model(x, None if math.isnan(scale) else scale)
     if len(batch) > 2:
         model.record(int(batch[2]), theta)
     with torch.no_grad():
@@ -402,7 +406,7 @@ def encoder_artifact(profile: Profile, seed: int, device: torch.device, root: st
     return artifact_dir(cell, profile.name, base)
 
 
-def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device):
+def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device, root: Path | None = None):
     if cell.id == ENCODER_CELL or isinstance(cell.model, ModelConfig):
         x, y = load_mnist("train")
         tx, ty = load_mnist("test")
@@ -412,7 +416,10 @@ def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device):
         return (DistortedMNIST("none", x, y, profile.batch_size, seed=seed, device=device),
                 fixed_test_set("none", tx, ty, n=n))
     config: CoLocalisationConfig = cell.model
-    folder = encoder_artifact(profile, seed, device, config.encoder_root).resolve()
+    # the encoder of this run's results root (a cell's own encoder_root wins), so that a run into another
+    # root never touches the committed encoder
+    enc_root = config.encoder_root if config.encoder_root is not None else (None if root is None else str(root))
+    folder = encoder_artifact(profile, seed, device, enc_root).resolve()
     # relative to results/ when it lies there, so committed metrics name no machine's paths
     config.encoder_dir = (folder.relative_to(results_dir().resolve()).as_posix()
                           if folder.is_relative_to(results_dir().resolve()) else str(folder))

@@ -88,7 +88,9 @@ class Experiment:
         name: registry key, e.g. "table1".
         cells: () -> every cell, in run order.
         profiles: name -> :class:`Profile` ("smoke" and "full" at least).
-        make_data: (cell, profile, seed, device) -> (train data with ``batch(step)``, test dict with "x", "y", ...).
+        make_data: (cell, profile, seed, device, root) -> (train data with ``batch(step)``, test dict with "x",
+            "y", ...); ``root`` is the results root of the run (None: the project's ``results/``), where an
+            experiment that needs another cell's artifact (co-localisation: its encoder) finds or makes it.
         build: (model config) -> nn.Module (seeded by the caller).
         rebuild: (metrics dict) -> nn.Module of the saved architecture (weights loaded by the caller).
         analyse: (model, test dict, cell) -> dict of CPU tensors/numbers saved as analysis.pt;
@@ -195,7 +197,7 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
     dev = resolve_device(device)
     if threads is not None:
         torch.set_num_threads(threads)
-    train_data, test = exp.make_data(cell, prof, seed, dev)
+    train_data, test = exp.make_data(cell, prof, seed, dev, root)
     torch.manual_seed(seed)
     model = exp.build(cell.model)
     name = getattr(cell.model, "name", cell.id)

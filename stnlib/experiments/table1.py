@@ -19,6 +19,12 @@ PROFILES: dict[str, Profile] = {
     # what 4x the compute buys, for the RTS column: --profile long --cells RTS-fcn RTS-cnn RTS-st-fcn-affine ...
     "long": Profile("long", steps=12_000, batch_size=128, lr=1e-3, eval_every=2_000,
                     description="4x the full profile: 12,000 Adam steps at batch 128 (25.6 epochs), cosine decay"),
+    # the paper's own schedule (PAPER.md, A.4): days per cell on a CPU, for a GPU (shard a table with --shard I/N)
+    "paper": Profile("paper", steps=150_000, batch_size=256, lr=0.01, eval_every=10_000,
+                     train_overrides={"optimizer": "sgd", "momentum": 0.0, "schedule": "step",
+                                      "lr_decay_steps": [50_000, 100_000], "lr_decay_factor": 0.1},
+                     description="the paper's schedule: 150,000 SGD steps at batch 256 (640 epochs), lr 0.01 "
+                                 "divided by 10 every 50,000 steps, no momentum, no weight decay"),
 }
 ANALYSIS_SIZE = 1000  # test images whose theta is saved for the chapter's figures
 
@@ -43,7 +49,7 @@ def table1_cells() -> list[Cell]:
     return cells
 
 
-def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device):
+def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device, root=None):
     x, y = load_mnist("train")
     tx, ty = load_mnist("test")
     if profile.train_size is not None:

@@ -167,9 +167,10 @@ def plot_split(model, n: int = 6, offset: int = 0):
 
 
 def figure_split(profile: str, cells=None, n: int = 6):
-    """:func:`plot_split` for each 2xST-FCN cell that has an artifact (default: every family)."""
+    """:func:`plot_split` for each of ``cells`` (transformer cells; default: the 2xST-FCN of every family) that
+    has an artifact."""
     figs = []
-    for c in cells or [f"2st-fcn-{tf}" for tf in FAMILIES]:
+    for c in cells if cells is not None else [f"2st-fcn-{tf}" for tf in FAMILIES]:
         got = chapter_cell(c, profile)
         if got is not None:
             fig = plot_split(got[1], n)
@@ -240,6 +241,11 @@ def long_table_html(full: dict[str, dict], long: dict[str, dict]) -> str:
     return common.profiles_html(full, long, PAPER_TABLE4, row_name, _split_note)
 
 
+def long_gaps(full: dict[str, dict], long: dict[str, dict]) -> list[str]:
+    """Per long-profile cell: ours in the full and the long profile, and the gap to the paper in each."""
+    return common.profile_gap_lines(full, long, PAPER_TABLE4, row_name)
+
+
 def plot_eval_curves(long: dict[str, dict]):
     """Test error (first 5,000 fixed pairs) against step for each long run, with chance and the paper's number."""
     if not long:
@@ -248,8 +254,9 @@ def plot_eval_curves(long: dict[str, dict]):
                                    ylim=(0, 100))
 
 
-def closing(results: dict[str, dict]) -> str:
-    """The closing note in Markdown, computed from the artifacts: Table 4 and the measured split."""
+def closing(results: dict[str, dict], long: dict[str, dict] | None = None) -> str:
+    """The closing note in Markdown, computed from the artifacts: Table 4 and the measured split, and the
+    long-profile runs when given."""
     if not results:
         return "No artifacts: nothing to conclude."
     size = next(iter(results.values()))["test_size"]
@@ -275,9 +282,19 @@ def closing(results: dict[str, dict]) -> str:
         lines += ["", f"The two transformers of a 2xST-FCN prefer different digits in at most {top:.0f}% of the "
                       f"{twos[0]['split_pairs']:,} measured pairs (two transformers at the identity: 0%; a clean "
                       f"split: 100%)."]
+    for c, m in (long or {}).items():
+        paper = PAPER_TABLE4.get(c)
+        s = m.get("attention_split", {})
+        split = (f"; the two transformers prefer different digits in {s['split']:.0f}% of {s['split_pairs']:,} pairs "
+                 f"({s['split_covered']:.0f}% with IoU > 0.5 each)") if "split" in s else ""
+        full = results.get(c)
+        lines += ["", f"Long profile, {row_name(c)}: {m['test_error']:.1f}% after {m['steps']:,} steps at batch "
+                      f"{m['batch_size']} ({m['wall_time_s'] / 60:.0f} min)"
+                      + (f", against {full['test_error']:.1f}% in the {full['profile']} profile" if full else "")
+                      + (f" and the paper's {paper}%" if paper is not None else "") + split + "."]
     return "\n".join(lines)
 
 
-__all__ = ["full_results", "long_results", "long_table_html", "plot_eval_curves", "CELLS", "PAPER_TABLE4", "PAPER_BEST_SINGLE_ST", "TENSORPACK_2ST_AFFINE", "chapter_results", "chapter_cell",
+__all__ = ["full_results", "long_gaps", "long_results", "long_table_html", "plot_eval_curves", "CELLS", "PAPER_TABLE4", "PAPER_BEST_SINGLE_ST", "TENSORPACK_2ST_AFFINE", "chapter_results", "chapter_cell",
            "chance_error", "comparison", "composite", "figure_preference", "figure_split", "parameter_counts",
            "closing", "plot_pairs", "plot_split", "plot_training", "provenance", "row_name", "split_table", "table4_html"]

@@ -88,6 +88,39 @@ def summary(results: dict[str, dict]) -> list[str]:
     return lines
 
 
+def full_results() -> dict[str, dict]:
+    """The committed full run (whatever profile the chapter runs in)."""
+    return common.committed_results(EXPERIMENT, "full")
+
+
+def replicate_results() -> dict[str, dict]:
+    """The committed replicate run (the full budget with another seed, encoder included)."""
+    return common.committed_results(EXPERIMENT, "replicate")
+
+
+def seeds_html(results: dict[str, dict], replicate: dict[str, dict]) -> str:
+    """Per digit and variant: % of images localised in the full run and in the replicate, with their seeds."""
+    if not replicate:
+        return "<p>No replicate artifacts.</p>"
+    seeds = [next(iter(r.values()))["seed"] for r in (results, replicate)]
+    head = "".join(f"<th>{v}, seed {seeds[0]}</th><th>{v}, seed {seeds[1]}</th>" for v in VARIANTS)
+    rows = []
+    for d in DIGITS:
+        tds = []
+        for v in VARIANTS:
+            for r in (results, replicate):
+                m = r.get(cell_id(v, d))
+                tds.append("<td>&ndash;</td>" if m is None else f"<td>{m['success']:.0f}</td>")
+        rows.append(f"<tr><th>{d}</th>{''.join(tds)}</tr>")
+    means = []
+    for v in VARIANTS:
+        for r in (results, replicate):
+            ms = [r[cell_id(v, d)]["success"] for d in DIGITS if cell_id(v, d) in r]
+            means.append(f"<td><b>{sum(ms) / len(ms):.1f}</b></td>" if ms else "<td>&ndash;</td>")
+    rows.append(f"<tr><th>mean</th>{''.join(means)}</tr>")
+    return f"<table class='stn-table'><tr><th>% localised</th>{head}</tr>{''.join(rows)}</table>"
+
+
 def loss_html(results: dict[str, dict]) -> str:
     """The triplet loss at the solution training found, at the true boxes and at the identity (whole canvas)."""
     rows = []
@@ -227,6 +260,6 @@ def figure_trajectory(profile: str, cells, n: int = 4) -> list:
     return figs
 
 
-__all__ = ["PAPER_SUCCESS", "SMOKE_CELLS", "chapter_cell", "chapter_results", "closing", "embedding_scale_html",
+__all__ = ["full_results", "replicate_results", "seeds_html", "PAPER_SUCCESS", "SMOKE_CELLS", "chapter_cell", "chapter_results", "closing", "embedding_scale_html",
            "encoder_line", "figure_found", "figure_trajectory", "loss_html", "loss_verdict", "plot_found",
            "plot_problems", "plot_trajectory", "provenance", "success_html", "summary"]

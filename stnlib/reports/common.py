@@ -77,8 +77,27 @@ def profiles_html(full: dict[str, dict], long: dict[str, dict], paper: dict[str,
             "</tr>" + "".join(rows) + "</table>")
 
 
+def profile_gap_lines(full: dict[str, dict], long: dict[str, dict], paper: dict[str, float | None],
+                      name: Callable[[str], str]) -> list[str]:
+    """Per cell of ``long``: our error in the full and the long profile, and the gap to the paper in each."""
+    lines = []
+    for c, m in long.items():
+        f, ref = full.get(c), paper.get(c)
+        if f is None:
+            text = f"{name(c)}: {m['test_error']:.2f}% (long)"
+        else:
+            ratio = m["steps"] * m["batch_size"] / (f["steps"] * f["batch_size"])
+            text = (f"{name(c)}: {f['test_error']:.2f}% (full) -> {m['test_error']:.2f}% (long, {ratio:.0f}x the "
+                    f"training examples)")
+        if ref is not None:
+            before = "" if f is None else f"{f['test_error'] - ref:+.2f} -> "
+            text += f"; paper {ref}%: gap {before}{m['test_error'] - ref:+.2f} points"
+        lines.append(text)
+    return lines
+
+
 def plot_eval_curves(runs: dict[str, dict], paper: dict[str, float | None], name: Callable[[str], str],
-                     chance: float | None = None, ylim: tuple[float, float] | None = None):
+                     chance: float | None = None, ylim: tuple[float, float] | None = None, log: bool = False):
     """Test error against step for each run (its ``eval_history``), the paper's number dotted in the same
     colour, and chance dashed. The learning rate decays to zero over each run, so a point is not what a
     shorter run would have reached."""
@@ -94,6 +113,8 @@ def plot_eval_curves(runs: dict[str, dict], paper: dict[str, float | None], name
         ax.axhline(chance, color="0.4", ls="--", lw=1, label="chance")
     batch = next(iter(runs.values()))["batch_size"]
     ax.set(xlabel=f"step (batch {batch})", ylabel="% test error (dotted: paper)")
+    if log:
+        ax.set_yscale("log")
     if ylim is not None:
         ax.set_ylim(*ylim)
     ax.legend(fontsize=7)

@@ -176,9 +176,14 @@ def long_table_html(full: dict[str, dict], long: dict[str, dict]) -> str:
     return common.profiles_html(full, long, _paper_by_cell(), _cell_name)
 
 
+def long_gaps(full: dict[str, dict], long: dict[str, dict]) -> list[str]:
+    """Per long-profile cell: ours in the full and the long profile, and the gap to the paper in each."""
+    return common.profile_gap_lines(full, long, _paper_by_cell(), _cell_name)
+
+
 def plot_eval_curves(long: dict[str, dict]):
-    """Test error against step for each long run, the paper's number dotted."""
-    return common.plot_eval_curves(long, _paper_by_cell(), _cell_name)
+    """Test error against step for each long run (log scale), the paper's number dotted."""
+    return common.plot_eval_curves(long, _paper_by_cell(), _cell_name, log=True)
 
 
 def provenance(results: dict[str, dict]) -> str:
@@ -300,7 +305,7 @@ def model_describer(model):
     return describe
 
 
-__all__ = ["full_results", "long_results", "long_table_html", "plot_eval_curves", "PAPER_TABLE1", "SMOKE_CELLS", "chapter_results", "chapter_cell", "table1_html", "provenance", "gaps",
+__all__ = ["full_results", "long_gaps", "long_results", "long_table_html", "plot_eval_curves", "PAPER_TABLE1", "SMOKE_CELLS", "chapter_results", "chapter_cell", "table1_html", "provenance", "gaps",
            "test_set", "plot_distortions", "plot_st_predictions", "rotation_of", "scale_of", "wrap_deg",
            "plot_theta_vs_truth", "error_by_bins", "plot_error_by_bins", "model_describer"]
 
