@@ -27,18 +27,18 @@ pre-trained MNIST CNN, alpha = 1"; the details below are our reading of A.2, con
   (:class:`~stnlib.data.pairs.CoLocalisationBatches`).
 * The localisation net is a small CNN: conv 8@9x9 stride 4 -> max-pool 2 -> FC 8 -> FC 8 -> the
   regression layer (3 outputs), ReLU; the sampler pads with zeros.
-* **A scale curriculum** (ours; :meth:`CoLocalisationConfig.scale_at`). Trained as the paper's rule for
-  every regression layer says (free scale, starting at the identity, the whole canvas), the transformer
-  never finds the digits: every digit of the class sits at another place, and the cheapest way to make
-  100 crops alike is to zoom out until they all look like blank background with a speck in it (our first
-  full run: 0% of images localised in every problem, the scale grown past 4). Starting at the digit's
-  size instead, most crops show blank background and agree on that (a local minimum the hinge cannot
-  leave: a blank crop has no gradient). What works: the window's scale is *set*, not learned, for most
-  of the run: the whole canvas (s = 1) for the first ``hold`` of the steps, in which the net learns to
-  move the window so that every digit sits at the same place in it, then shrinking linearly to the sampling scale of the encoder (28 / 84:
-  one output pixel per input pixel) by ``anneal_end`` of the steps, while the translation keeps the
-  digit in view; after that the scale is learned again, as a residual on 28 / 84. The translation is
-  learned throughout, and nothing sees a box or a label. Evaluation uses the learned scale.
+* **A scale curriculum** (ours; :meth:`CoLocalisationConfig.scale_at`). Trained as the paper's rule for every
+  regression layer says (free scale, starting at the identity, the whole canvas), the transformer never finds
+  the digits: every digit of the class sits at another place, and the cheapest way to make 100 crops alike is
+  to zoom out until they all look like blank background with a speck in it (our first full run: 0% of images
+  localised in every problem, the scale grown past 4). Starting at the digit's size instead, most crops show
+  blank background and agree on that (a local minimum the hinge cannot leave: a blank crop has no gradient).
+  What works: the window's scale is *set*, not learned, for most of the run: the whole canvas (s = 1) for the
+  first ``hold`` of the steps, in which the net learns to move the window so that every digit sits at the same
+  place in it, then shrinking linearly to the sampling scale of the encoder (28 / 84: one output pixel per
+  input pixel) by ``anneal_end`` of the steps, while the translation keeps the digit in view; after that the
+  scale is learned again, as a residual on 28 / 84. The translation is learned throughout, and nothing sees a
+  box or a label. Evaluation uses the learned scale.
 * Every step uses all 100 images and all ordered pairs (n, m), n != m (the full-batch form of the
   paper's sum, which samples pairs by SGD); Adam with cosine decay, as every experiment here.
 * Boxes over training are recorded at log-spaced steps (0, 1, 2, 3, 4, 6, 8, 12, ...): see
@@ -91,8 +91,8 @@ PROFILES: dict[str, Profile] = {
 }
 # The same budget under its own name, so that a run with another seed (--seed 1) does not replace the committed
 # full run: `python -m stnlib.experiments run colocalisation --profile replicate --seed 1`.
-PROFILES["replicate"] = dataclasses.replace(PROFILES["full"], name="replicate",
-                                            description=PROFILES["full"].description + " (a replicate with another seed)")
+PROFILES["replicate"] = dataclasses.replace(
+    PROFILES["full"], name="replicate", description=PROFILES["full"].description + " (a replicate with another seed)")
 
 
 @dataclass
@@ -439,7 +439,8 @@ class StepBatches:
 
     def batch(self, step: int) -> tuple:
         scale = self.scale_at(int(step))
-        return (*self.source.batch(step), torch.tensor(int(step)), torch.tensor(float("nan") if scale is None else scale))
+        scale = torch.tensor(math.nan if scale is None else scale)
+        return (*self.source.batch(step), torch.tensor(int(step)), scale)
 
 
 def build(config) -> nn.Module:

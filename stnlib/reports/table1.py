@@ -305,9 +305,10 @@ def model_describer(model):
     return describe
 
 
-__all__ = ["full_results", "long_gaps", "long_results", "long_table_html", "plot_eval_curves", "PAPER_TABLE1", "SMOKE_CELLS", "chapter_results", "chapter_cell", "table1_html", "provenance", "gaps",
-           "test_set", "plot_distortions", "plot_st_predictions", "rotation_of", "scale_of", "wrap_deg",
-           "plot_theta_vs_truth", "error_by_bins", "plot_error_by_bins", "model_describer"]
+__all__ = ["PAPER_TABLE1", "SMOKE_CELLS", "chapter_cell", "chapter_results", "error_by_bins", "full_results", "gaps",
+           "long_gaps", "long_results", "long_table_html", "model_describer", "plot_distortions",
+           "plot_error_by_bins", "plot_eval_curves", "plot_st_predictions", "plot_theta_vs_truth", "provenance",
+           "rotation_of", "scale_of", "table1_html", "test_set", "wrap_deg"]
 
 
 def static_trained_explorer(profile: str, cell: str = "RTS-st-cnn-affine", n: int = 16):
