@@ -398,12 +398,12 @@ def problem(config: CoLocalisationConfig) -> dict:
                               canvas=config.canvas)
 
 
-def encoder_artifact(profile: Profile, seed: int, device: torch.device, root: str | None) -> Path:
-    """The folder of the encoder artifact of ``profile`` under ``root``, training it first if missing."""
+def encoder_artifact(profile: Profile, seed: int, device: torch.device, root: Path | None) -> Path:
+    """The folder of the encoder artifact of ``profile`` under ``root`` (None: ``results/``), training it
+    first if missing."""
     cell = Cell(EXPERIMENT, ENCODER_CELL, "mnist", encoder_config())
-    base = Path(root) if root is not None else None
-    run_cell(cell, profile, seed, str(device), progress=False, root=base)
-    return artifact_dir(cell, profile.name, base)
+    run_cell(cell, profile, seed, str(device), progress=False, root=root)
+    return artifact_dir(cell, profile.name, root)
 
 
 def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device, root: Path | None = None):
@@ -418,7 +418,7 @@ def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device, roo
     config: CoLocalisationConfig = cell.model
     # the encoder of this run's results root (a cell's own encoder_root wins), so that a run into another
     # root never touches the committed encoder
-    enc_root = config.encoder_root if config.encoder_root is not None else (None if root is None else str(root))
+    enc_root = Path(config.encoder_root) if config.encoder_root is not None else root
     folder = encoder_artifact(profile, seed, device, enc_root).resolve()
     # relative to results/ when it lies there, so committed metrics name no machine's paths
     config.encoder_dir = (folder.relative_to(results_dir().resolve()).as_posix()

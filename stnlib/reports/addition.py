@@ -8,11 +8,12 @@ as results.
 from __future__ import annotations
 
 import html
+from functools import lru_cache
 
 import matplotlib.pyplot as plt
 import torch
 
-from ..experiments import get_cells
+from ..experiments import get_cells, load_results
 from . import common
 from ..experiments.addition import EXPERIMENT, FAMILIES, addition_test_pairs, attention_split
 from ..geometry import sampling_outline
@@ -72,9 +73,16 @@ def provenance(results: dict[str, dict]) -> str:
     return common.provenance(results, EXPERIMENT)
 
 
+@lru_cache(maxsize=4)
+def test_pairs(n: int | None = None) -> dict:
+    """The fixed test pairs (:func:`~stnlib.experiments.addition.addition_test_pairs`), built once per ``n`` in a
+    process, since several tables and figures of the chapter read the same set. Treat it as read-only."""
+    return addition_test_pairs(n)
+
+
 def chance_error(n: int | None = None) -> float:
     """% error of always answering the most frequent sum (9) on the fixed test pairs."""
-    y = addition_test_pairs(n)["y"]
+    y = test_pairs(n)["y"]
     return 100 * (1 - torch.bincount(y, minlength=19).max().item() / len(y))
 
 
@@ -102,7 +110,7 @@ def split_table(results: dict[str, dict]) -> str:
     for 2xST how often the two prefer different digits; first row, two transformers at the identity (on the same
     test pairs)."""
     n = max((m["attention_split"]["split_pairs"] for m in results.values() if "attention_split" in m), default=1000)
-    boxes = addition_test_pairs(n)["box"]
+    boxes = test_pairs(n)["box"]
     ident = attention_split(torch.tensor([[[1.0, 0, 0]] * 2] * len(boxes)), "attention", boxes)
     rows = [("identity (no attention), 2 STs", ident["prefers_a"].tolist(), ident["mean_iou"].tolist(),
              ident["split"], ident["split_covered"])]
@@ -129,7 +137,7 @@ def composite(x: torch.Tensor) -> torch.Tensor:
 
 def plot_pairs(n: int = 8):
     """The first ``n`` fixed test pairs: each channel on its own, and both as one RGB image (a red, b green)."""
-    data = addition_test_pairs(n)
+    data = test_pairs(n)
     fig, axes = plt.subplots(3, n, figsize=(1.2 * n, 3.7), squeeze=False)
     for j in range(n):
         a, b = data["labels"][j].tolist()
@@ -143,7 +151,7 @@ def plot_pairs(n: int = 8):
 def plot_split(model, n: int = 6, offset: int = 0):
     """The famous figure: for ``n`` test pairs, the input (digit a red, digit b green) with ST1's (cyan) and ST2's
     (magenta) sampled regions, and each transformer's 2-channel output below."""
-    data = addition_test_pairs(offset + n)
+    data = test_pairs(offset + n)
     x = data["x"][offset:]
     with torch.no_grad():
         warped, theta = model.transform_input(x)
@@ -169,14 +177,12 @@ def plot_split(model, n: int = 6, offset: int = 0):
 def figure_split(profile: str, cells=None, n: int = 6):
     """:func:`plot_split` for each of ``cells`` (transformer cells; default: the 2xST-FCN of every family) that
     has an artifact."""
-    figs = []
-    for c in cells if cells is not None else [f"2st-fcn-{tf}" for tf in FAMILIES]:
-        got = chapter_cell(c, profile)
-        if got is not None:
-            fig = plot_split(got[1], n)
-            fig.suptitle(f"{row_name(c)}: {got[0]['test_error']:.1f}% test error", y=1.02, fontsize=10)
-            figs.append(fig)
-    return figs
+    def draw(cell, metrics, model, analysis):
+        fig = plot_split(model, n)
+        fig.suptitle(f"{row_name(cell)}: {metrics['test_error']:.1f}% test error", y=1.02, fontsize=10)
+        return fig
+    cells = cells if cells is not None else [f"2st-fcn-{tf}" for tf in FAMILIES]
+    return common.cell_figures(EXPERIMENT, profile, cells, draw)
 
 
 def figure_preference(results: dict[str, dict], profile: str):
@@ -212,7 +218,7 @@ def plot_training(results: dict[str, dict], smooth: int = 4):
             kernel = torch.ones(min(smooth, len(loss))) / min(smooth, len(loss))
             smoothed = torch.nn.functional.conv1d(loss[None, None], kernel[None, None])[0, 0]
             ax.plot([e["step"] for e in h][len(h) - len(smoothed):], smoothed, label=row_name(c), lw=1)
-    p = torch.bincount(addition_test_pairs()["y"], minlength=19).double()
+    p = torch.bincount(test_pairs()["y"], minlength=19).double()
     p = p / p.sum()
     ax.axhline(-(p[p > 0] * p[p > 0].log()).sum().item(), color="0.4", ls="--", lw=1, label="knows nothing")
     ax.set(xlabel="step", ylabel="training cross-entropy")
@@ -223,12 +229,12 @@ def plot_training(results: dict[str, dict], smooth: int = 4):
 
 def full_results() -> dict[str, dict]:
     """The committed runs of the "full" profile (whatever profile the chapter runs in)."""
-    return common.committed_results(EXPERIMENT, "full")
+    return load_results(EXPERIMENT, "full")
 
 
 def long_results() -> dict[str, dict]:
     """The committed runs of the "long" profile (40x the full profile's pairs; five of the rows)."""
-    return common.committed_results(EXPERIMENT, "long")
+    return load_results(EXPERIMENT, "long")
 
 
 def _split_note(m: dict) -> str:
@@ -298,4 +304,4 @@ def closing(results: dict[str, dict], long: dict[str, dict] | None = None) -> st
 __all__ = ["CELLS", "PAPER_BEST_SINGLE_ST", "PAPER_TABLE4", "TENSORPACK_2ST_AFFINE", "chance_error", "chapter_cell",
            "chapter_results", "closing", "comparison", "composite", "figure_preference", "figure_split",
            "full_results", "long_gaps", "long_results", "long_table_html", "parameter_counts", "plot_eval_curves",
-           "plot_pairs", "plot_split", "plot_training", "provenance", "row_name", "split_table", "table4_html"]
+           "plot_pairs", "plot_split", "plot_training", "provenance", "row_name", "split_table", "table4_html", "test_pairs"]

@@ -12,10 +12,9 @@ import html
 import matplotlib.pyplot as plt
 import torch
 
-from ..experiments import get_cells, load_results, run_cell
+from ..experiments import load_results
 from ..experiments.colocalisation import (DIGITS, ENCODER_CELL, EXPERIMENT, VARIANTS, CoLocalisationConfig, cell_id,
                                           loss_at, predicted_boxes, problem, true_theta)
-from ..paths import results_dir
 from ..viz import COLORS, imshow, set_view
 from . import common
 
@@ -24,23 +23,11 @@ SMOKE_CELLS = [ENCODER_CELL, "T-1", "TC-1"]
 TRUE, FOUND = "#3cb44b", "#ff2bd6"  # true box green, predicted box magenta
 
 
-def _smoke_root():
-    return results_dir() / "runs"
-
-
 def chapter_results(profile: str) -> tuple[dict[str, dict], str]:
     """(metrics by cell, profile they come from). "artifacts": the committed full run; "smoke": train
-    :data:`SMOKE_CELLS` now (the encoder, then T and TC of digit 1) into the ignored ``results/runs``."""
-    if profile == "artifacts":
-        return load_results(EXPERIMENT, "full"), "full"
-    if profile != "smoke":
-        raise ValueError(f"profile must be 'artifacts' or 'smoke', got {profile!r}")
-    out = {}
-    for cell in get_cells(EXPERIMENT, SMOKE_CELLS):
-        if isinstance(cell.model, CoLocalisationConfig):
-            cell.model.encoder_root = str(_smoke_root())  # the encoder trained just above, not results/'s
-        out[cell.id] = run_cell(cell, "smoke", progress=False, root=_smoke_root())
-    return out, "smoke"
+    :data:`SMOKE_CELLS` now (the encoder, then T and TC of digit 1, which find that encoder under the same
+    ignored ``results/runs`` root)."""
+    return common.chapter_results(EXPERIMENT, profile, SMOKE_CELLS)
 
 
 def chapter_cell(cell: str, profile: str):
@@ -90,12 +77,12 @@ def summary(results: dict[str, dict]) -> list[str]:
 
 def full_results() -> dict[str, dict]:
     """The committed full run (whatever profile the chapter runs in)."""
-    return common.committed_results(EXPERIMENT, "full")
+    return load_results(EXPERIMENT, "full")
 
 
 def replicate_results() -> dict[str, dict]:
     """The committed replicate run (the full budget with another seed, encoder included)."""
-    return common.committed_results(EXPERIMENT, "replicate")
+    return load_results(EXPERIMENT, "replicate")
 
 
 def seeds_html(results: dict[str, dict], replicate: dict[str, dict]) -> str:
@@ -215,12 +202,7 @@ def plot_found(model, analysis: dict, cell: str, n: int = 8):
 
 
 def figure_found(profile: str, cells, n: int = 8) -> list:
-    figs = []
-    for c in cells:
-        got = chapter_cell(c, profile)
-        if got is not None:
-            figs.append(plot_found(got[1], got[2], c, n))
-    return figs
+    return common.cell_figures(EXPERIMENT, profile, cells, lambda c, m, model, a: plot_found(model, a, c, n))
 
 
 def plot_trajectory(model, analysis: dict, metrics: dict, cell: str, n: int = 4):
@@ -252,12 +234,7 @@ def plot_trajectory(model, analysis: dict, metrics: dict, cell: str, n: int = 4)
 
 
 def figure_trajectory(profile: str, cells, n: int = 4) -> list:
-    figs = []
-    for c in cells:
-        got = chapter_cell(c, profile)
-        if got is not None:
-            figs.append(plot_trajectory(got[1], got[2], got[0], c, n))
-    return figs
+    return common.cell_figures(EXPERIMENT, profile, cells, lambda c, m, model, a: plot_trajectory(model, a, m, c, n))
 
 
 __all__ = ["PAPER_SUCCESS", "SMOKE_CELLS", "chapter_cell", "chapter_results", "closing", "embedding_scale_html",

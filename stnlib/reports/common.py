@@ -37,11 +37,15 @@ def chapter_cell(experiment: str, cell: str, profile: str):
         return None
 
 
-def committed_results(experiment: str, profile: str) -> dict[str, dict]:
-    """Metrics of the committed artifacts of ``profile`` (e.g. "long": runs beyond the full budget, made for
-    a few cells only), by cell id; shown by a chapter in every profile, smoke included, since CI does
-    not remake them."""
-    return load_results(experiment, profile)
+def cell_figures(experiment: str, profile: str, cells, draw: Callable) -> list:
+    """``draw(cell, metrics, model, analysis)`` for each of ``cells`` that has an artifact in the chapter's
+    ``profile`` (see :func:`chapter_cell`); the figures, in order."""
+    figs = []
+    for c in cells:
+        got = chapter_cell(experiment, c, profile)
+        if got is not None:
+            figs.append(draw(c, *got))
+    return figs
 
 
 def provenance(results: dict[str, dict], experiment: str) -> str:

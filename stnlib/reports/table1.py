@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..data import load_mnist
+from ..experiments import load_results
 from ..data.distortions import fixed_test_set
 from . import common
 from ..geometry import sampling_outline
@@ -153,12 +154,12 @@ def table1_html(results: dict[str, dict]) -> str:
 
 def long_results() -> dict[str, dict]:
     """The committed runs of the "long" profile (4x the full profile's steps; the RTS column's cells)."""
-    return common.committed_results("table1", "long")
+    return load_results("table1", "long")
 
 
 def full_results() -> dict[str, dict]:
     """The committed runs of the "full" profile (whatever profile the chapter runs in)."""
-    return common.committed_results("table1", "full")
+    return load_results("table1", "full")
 
 
 def _paper_by_cell() -> dict[str, float | None]:
