@@ -15,6 +15,10 @@ measurements, not tests: nothing here asserts a speed.
 * ``breakdown``: where one ST-CNN training step spends its time (localisation net, grid generator,
   sampler, classifier, backward).
 * ``bandwidth``: the memory bandwidth itself (large tensor copy), the physical limit of the sampler.
+* ``step``: a full training step (forward, backward, Adam) of every Table 1 model on the R, RTS and TC canvases,
+  the addition and birds models, under each speed candidate against today's fp32 eager default: channels-last,
+  bf16 autocast, both, both at batch 256 (time per 128 images), ``torch.compile`` of the model (two models);
+  and, with ``--processes``, two single-thread processes against one two-thread process.
 """
 
 from __future__ import annotations
@@ -236,6 +240,158 @@ def bench_breakdown(device: torch.device, batch: int = 128, rounds: int = 7) -> 
             "training_step_ms": total * 1e3}
 
 
+STEP_CANDIDATES = {  # name -> (channels_last, precision, batch multiplier)
+    "fp32 eager (baseline)": (False, "fp32", 1),
+    "channels-last": (True, "fp32", 1),
+    "bf16 autocast": (False, "bf16", 1),
+    "channels-last + bf16": (True, "bf16", 1),
+    "channels-last + bf16, batch 256": (True, "bf16", 2),
+}
+
+
+def _step_setups() -> list[tuple[str, object]]:
+    """(name, ModelConfig) of every model the experiments train, at the experiments' budgets."""
+    from .birds import BirdsConfig
+    from .models import ModelConfig, default_budget
+
+    out = []
+    for dist, side, pool in (("R", 28, 1), ("RTS", 42, 2), ("TC", 60, 2)):
+        size = (side, side)
+        budget = default_budget(size, width=32)
+        for arch in ("fcn", "cnn"):
+            for tf in (None, "affine"):
+                cfg = ModelConfig(arch, tf, size, st_pool=pool if tf else 1, param_budget=budget)
+                out.append((f"{dist} {cfg.name}", cfg))
+    for dist, side, pool in (("R", 28, 1), ("RTS", 42, 2)):
+        for tf in (None, "affine"):
+            cfg = ModelConfig("cnn", tf, (side, side), st_pool=pool if tf else 1, param_budget=150_000)
+            out.append((f"{dist} {cfg.name} 150k", cfg))
+    add_budget = default_budget((42, 42), 2, 19, width=32)
+    out.append(("addition 2xST-FCN affine", ModelConfig("fcn", "affine", (42, 42), 2, 19, num_transformers=2,
+                                                        st_pool=2, param_budget=200_000)))
+    out.append(("addition CNN", ModelConfig("cnn", None, (42, 42), 2, 19, param_budget=add_budget)))
+    out.append(("birds 2xST", BirdsConfig(num_transformers=2)))
+    return out
+
+
+def _build_for_step(cfg) -> tuple[torch.nn.Module, tuple, int]:
+    """(model, one input's shape, number of classes) of a step-benchmark setup."""
+    from .birds import BirdsConfig, build_birds_model
+    from .models import build_model
+
+    if isinstance(cfg, BirdsConfig):
+        model = build_birds_model(cfg)
+        return model, (cfg.in_channels, cfg.in_size, cfg.in_size), cfg.num_classes
+    return build_model(cfg), (cfg.in_channels, *cfg.in_size), cfg.num_classes
+
+
+def _step_input(cfg, n: int, shape: tuple, g: torch.Generator) -> torch.Tensor:
+    from .birds import BirdsConfig
+
+    if isinstance(cfg, BirdsConfig):  # the birds models take uint8 images
+        return torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
+    return torch.rand(n, *shape, generator=g)
+
+
+def bench_step(device: torch.device, batch: int = 128, rounds: int = 7, compile: bool = False,
+               only: str | None = None) -> dict:
+    """Training-step time of every model under each of :data:`STEP_CANDIDATES` (interleaved, medians)."""
+    from .train import autocast
+
+    rows = []
+    for name, cfg in _step_setups():
+        if only and only not in name:
+            continue
+        fns, compile_s = {}, None
+        candidates = dict(STEP_CANDIDATES)
+        if compile and name in ("R ST-CNN affine", "RTS ST-CNN affine"):
+            candidates["channels-last + bf16 + torch.compile"] = (True, "bf16", 1)
+        for cand, (cl, precision, mult) in candidates.items():
+            torch.manual_seed(0)
+            model, shape, classes = _build_for_step(cfg)
+            model = model.to(device)
+            if cl:
+                model = model.to(memory_format=torch.channels_last)
+            forward = model
+            if "compile" in cand:
+                forward = torch.compile(model)
+            g = torch.Generator().manual_seed(0)
+            n = batch * mult
+            x = _step_input(cfg, n, shape, g).to(device)
+            y = torch.randint(0, classes, (n,), generator=g).to(device)
+            opt = torch.optim.Adam(model.parameters(), 1e-3)
+
+            def step(forward=forward, opt=opt, x=x, y=y, precision=precision) -> None:
+                with autocast(device, precision):
+                    out = forward(x)
+                    loss = F.cross_entropy(out[0] if isinstance(out, tuple) else out, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            if "compile" in cand:
+                t0 = time.perf_counter()
+                step()
+                compile_s = time.perf_counter() - t0
+            fns[cand] = step
+        t = interleaved(fns, rounds, 2, device)
+        per128 = {k: v / candidates[k][2] for k, v in t.items()}  # seconds per 128 images
+        base = per128["fp32 eager (baseline)"]
+        rows.append({"model": name, "batch": batch, "ms_per_step_of_128": {k: v * 1e3 for k, v in per128.items()},
+                     "speedup_vs_fp32_eager": {k: base / v for k, v in per128.items()},
+                     "compile_time_s": compile_s})
+        best = max(rows[-1]["speedup_vs_fp32_eager"].items(), key=lambda kv: kv[1])
+        print(f"{name:34s} fp32 {base * 1e3:7.1f} ms; " + ", ".join(
+            f"{k} {v:.2f}x" for k, v in rows[-1]["speedup_vs_fp32_eager"].items() if k != "fp32 eager (baseline)")
+            + f"  (best: {best[0]})", flush=True)
+    return {"benchmark": "step", "rows": rows,
+            "notes": "time per 128 images of one optimiser step (forward, backward, Adam); ratios against fp32 eager "
+                     "in the same run, interleaved round by round; 'batch 256' is timed per 128 images"}
+
+
+def _steps_per_second(model_name: str, threads: int, seconds: float) -> float:
+    """Steps/s of one process training ``model_name`` (a :func:`_step_setups` name) with channels-last + bf16."""
+    from .train import autocast, fast_settings
+
+    torch.set_num_threads(threads)
+    cfg = dict(_step_setups())[model_name]
+    torch.manual_seed(0)
+    model, shape, classes = _build_for_step(cfg)
+    fast = fast_settings("cpu")
+    if fast["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    x, y = _step_input(cfg, 128, shape, torch.Generator()), torch.randint(0, classes, (128,))
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        with autocast("cpu", fast["precision"]):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def bench_processes(model_name: str = "RTS ST-CNN affine", seconds: float = 20.0) -> dict:
+    """Aggregate steps/s: two single-thread processes at once vs one process with two threads."""
+    import subprocess
+
+    def launch(threads: int):
+        code = (f"from stnlib.bench import _steps_per_second; "
+                f"print(_steps_per_second({model_name!r}, {threads}, {seconds}))")
+        return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                                env={**__import__("os").environ, "OMP_NUM_THREADS": str(threads)})
+
+    two = [launch(1), launch(1)]
+    two_rates = [float(p.communicate()[0].strip().splitlines()[-1]) for p in two]
+    one = launch(2)
+    one_rate = float(one.communicate()[0].strip().splitlines()[-1])
+    return {"model": model_name, "seconds": seconds, "two_single_thread_processes_steps_per_s": sum(two_rates),
+            "one_two_thread_process_steps_per_s": one_rate,
+            "ratio_two_processes_vs_two_threads": sum(two_rates) / one_rate}
+
+
 def save(result: dict, name: str, out: Path | None = None) -> Path:
     result = {**result, "hardware": hardware_info(resolve_device("auto")), "command": "python -m stnlib.bench "
               + " ".join(sys.argv[1:]), "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
@@ -246,12 +402,15 @@ def save(result: dict, name: str, out: Path | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stnlib.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["sampler", "overhead", "breakdown", "bandwidth", "all"])
+    parser.add_argument("what", choices=["sampler", "overhead", "breakdown", "bandwidth", "step", "all"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile path")
     parser.add_argument("--out", type=Path, default=None, help="folder for the JSON (default results/bench)")
+    parser.add_argument("--only", default=None, help="step: only the models whose name contains this")
+    parser.add_argument("--processes", action="store_true",
+                        help="step: also two single-thread processes vs one two-thread process (CPU)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -271,6 +430,12 @@ def main(argv: list[str] | None = None) -> int:
         r = bench_breakdown(device, rounds=args.rounds)
         print(", ".join(f"{k} {v:.1f} ms" for k, v in r["ms"].items()))
         print("wrote", save(r, f"breakdown-{device.type}", args.out))
+    if args.what in ("step", "all"):
+        r = bench_step(device, rounds=args.rounds, compile=not args.no_compile, only=args.only)
+        if args.processes and device.type == "cpu":
+            r["processes"] = bench_processes()
+            print(r["processes"])
+        print("wrote", save(r, f"step-{device.type}", args.out))
     if args.what in ("overhead", "all"):
         r = bench_overhead(device, rounds=args.rounds)
         for row in r["rows"]:

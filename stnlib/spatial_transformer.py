@@ -2,6 +2,10 @@
 
 The localisation net's regression layer starts at the identity transform (zero weights, bias =
 the family's identity parameters; paper Sec. 4), so at step 0 the module passes its input through.
+
+Mixed precision: under ``torch.autocast`` the localisation net runs in the low precision like any
+network, but the geometry (regression layer, grid generator and sampler) is computed in float32:
+bfloat16 has 8 bits of mantissa, about 0.1 px on a 60 px canvas, too coarse for theta and the grid.
 """
 
 from __future__ import annotations
@@ -11,9 +15,21 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+import contextlib
+
 from .coords import ALIGN_CORNERS, as_size
 from .sampler import bilinear_sample, trilinear_sample
 from .transforms import Transform, get_transform
+
+
+def float32_geometry(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast switched off on ``device``: theta, grids and sampling stay in float32 (module docstring)."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def _upcast(t: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 -> float32; float32/float64 (gradcheck) and integer tensors unchanged."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def infer_features(loc_net: nn.Module) -> int:
@@ -73,8 +89,10 @@ class SpatialTransformer(nn.Module):
         self.check_finite = check_finite
 
     def localise(self, x: torch.Tensor) -> torch.Tensor:
-        """theta = regression(f_loc(x)), shape (B, num_params)."""
-        return self.head(self.loc_net(x).flatten(1))
+        """theta = regression(f_loc(x)), shape (B, num_params), float32."""
+        features = self.loc_net(x).flatten(1)
+        with float32_geometry(features.device):
+            return self.head(_upcast(features))
 
     def sample(self, source: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """Warp ``source`` with ``theta`` (grid generator + sampler) to ``out_size``."""
@@ -82,9 +100,10 @@ class SpatialTransformer(nn.Module):
         if source.dim() != nd + 2:
             raise ValueError(f"input must be {'(B, C, H, W)' if nd == 2 else '(B, C, D, H, W)'}, got shape {tuple(source.shape)}")
         size = self.out_size or tuple(source.shape[2:])
-        grid = self.transform.grid(theta, size, self.align_corners, check_finite=self.check_finite)
         sampler = bilinear_sample if nd == 2 else trilinear_sample
-        return sampler(source, grid, self.align_corners, self.padding)
+        with float32_geometry(source.device):
+            grid = self.transform.grid(_upcast(theta), size, self.align_corners, check_finite=self.check_finite)
+            return sampler(_upcast(source), grid, self.align_corners, self.padding)
 
     def forward(self, x: torch.Tensor, source: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Predict theta from ``x`` and warp ``source`` (default ``x``).
@@ -140,8 +159,10 @@ class ParallelSpatialTransformers(nn.Module):
         self.check_finite = check_finite
 
     def localise(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, num_params) theta of every transformer."""
-        return self.head(self.loc_net(x).flatten(1)).reshape(x.shape[0], self.num_transformers, -1)
+        """(B, N, num_params) theta of every transformer, float32."""
+        features = self.loc_net(x).flatten(1)
+        with float32_geometry(features.device):
+            return self.head(_upcast(features)).reshape(x.shape[0], self.num_transformers, -1)
 
     def forward(self, x: torch.Tensor, source: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         theta = self.localise(x)
@@ -150,9 +171,12 @@ class ParallelSpatialTransformers(nn.Module):
             raise ValueError(f"input must be (B, C, H, W), got shape {tuple(src.shape)}")
         b, n = theta.shape[:2]
         size = self.out_size or tuple(src.shape[2:])
-        grid = self.transform.grid(theta.reshape(b * n, -1), size, self.align_corners, check_finite=self.check_finite)
-        # Each transformer reads the same source: repeat it along a new transformer axis (a view,
-        # materialised once by grid_sample's input requirements).
-        rep = src.unsqueeze(1).expand(b, n, *src.shape[1:]).reshape(b * n, *src.shape[1:])
-        out = bilinear_sample(rep, grid, self.align_corners, self.padding)
+        with float32_geometry(src.device):
+            src = _upcast(src)
+            grid = self.transform.grid(theta.reshape(b * n, -1), size, self.align_corners,
+                                       check_finite=self.check_finite)
+            # Each transformer reads the same source: repeat it along a new transformer axis (a view,
+            # materialised once by grid_sample's input requirements).
+            rep = src.unsqueeze(1).expand(b, n, *src.shape[1:]).reshape(b * n, *src.shape[1:])
+            out = bilinear_sample(rep, grid, self.align_corners, self.padding)
         return out.reshape(b, n, *out.shape[1:]), theta

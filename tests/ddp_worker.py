@@ -73,3 +73,18 @@ def worker(rank: int, world_size: int, port: int, run_dir: str, out: str) -> Non
             torch.save({"state": state, "history": history, "seen": SEEN}, out)
     finally:
         torch.distributed.destroy_process_group()
+
+
+def nccl_worker(rank: int, world_size: int, port: int, run_dir: str, out: str) -> None:
+    """One rank of a 2-GPU NCCL run of the same loop (tests/test_cuda.py)."""
+    torch.cuda.set_device(rank)
+    torch.distributed.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                                         world_size=world_size)
+    try:
+        cfg = TrainConfig(steps=8, optimizer="sgd", lr=0.05, schedule="constant", checkpoint_every=4, log_every=4,
+                          device=f"cuda:{rank}", progress=False)
+        result = Trainer(model(), cfg, counting_loss, run_dir=run_dir).fit(Data())
+        if rank == 0:
+            torch.save({"history": result["history"], "seen": SEEN}, out)
+    finally:
+        torch.distributed.destroy_process_group()

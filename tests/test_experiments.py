@@ -17,14 +17,16 @@ def test_same_seed_same_numbers_and_artifacts_load(tmp_path):
     c = run_cell(cell, TINY, seed=4, device="cpu", progress=False, root=tmp_path / "c")
     assert a["test_error"] == b["test_error"] and a["history"] == b["history"]
     assert a["history"] != c["history"]
-    folder = tmp_path / "a" / "table1" / "tiny" / "R-st-fcn-affine"
+    # seeds key artifacts: seed 3 lives beside (below) seed 0's folder, never in its place
+    folder = tmp_path / "a" / "table1" / "tiny" / "R-st-fcn-affine" / "seed3"
     assert {p.name for p in folder.iterdir()} == {"metrics.json", "model.pt", "analysis.pt"}
-    metrics, model, analysis = load_cell(cell, "tiny", root=tmp_path / "a")
+    metrics, model, analysis = load_cell(cell, "tiny", root=tmp_path / "a", seed=3)
     assert metrics["command"].startswith("python -m stnlib.experiments run table1")
     assert metrics["hardware"]["torch_version"] and metrics["wall_time_s"] > 0
     assert analysis["pred"].shape == (200,) and analysis["theta"].shape == (200, 6)
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
-    assert set(load_results("table1", "tiny", root=tmp_path / "a")) == {"R-st-fcn-affine"}
+    assert set(load_results("table1", "tiny", root=tmp_path / "a", seed=3)) == {"R-st-fcn-affine"}
+    assert load_results("table1", "tiny", root=tmp_path / "a") == {}
     # a finished artifact is loaded, not retrained
     json.loads((folder / "metrics.json").read_text())
     again = run_cell(cell, TINY, seed=3, device="cpu", progress=False, root=tmp_path / "a")

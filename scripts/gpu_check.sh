@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# On a CUDA machine, in one go: the CUDA tests, the training-step benchmark on the GPU, then paper-schedule
+# Table 1 cells (150,000 SGD steps at batch 256, 150k parameters) trained side by side, one process each,
+# for at most MINUTES minutes. Finished cells become artifacts under results/table1/paper/; unfinished ones
+# leave checkpoints under results/runs/table1/paper/ that the same command continues from later.
+#   bash scripts/gpu_check.sh                         (python3 with torch; MNIST in data/mnist)
+#   MINUTES=30 CELLS="R-cnn R-st-cnn-affine" bash scripts/gpu_check.sh
+# Everything it writes is also packed into $OUT/gpu-results.tar.gz (OUT defaults to _build/gpu).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+OUT=${OUT:-_build/gpu}
+MINUTES=${MINUTES:-6}
+CELLS=${CELLS:-"R-cnn R-st-cnn-affine RTS-cnn RTS-st-cnn-affine R-st-cnn-projective RTS-st-cnn-projective"}
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT/logs"
+t0=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
+
+# MNIST: the raw files, or their gzipped copies in data/mnist-gz (smaller to carry to a remote machine)
+if [ ! -f data/mnist/train-images-idx3-ubyte ] && [ -d data/mnist-gz ]; then
+  mkdir -p data/mnist
+  for f in data/mnist-gz/*.gz; do gunzip -c "$f" > "data/mnist/$(basename "$f" .gz)"; done
+fi
+"$PY" -m stnlib.data verify mnist --root data || { echo "gpu_check.sh: MNIST missing or corrupt in data/mnist" >&2; exit 1; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | tee "$OUT/gpu.txt"
+"$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
+
+if [ "${TESTS:-1}" = 1 ]; then stamp "CUDA tests"
+"$PY" -m pytest -q -p no:cacheprovider -o addopts="" tests/test_cuda.py 2>&1 | tee "$OUT/logs/cuda-tests.log" | tail -15
+fi
+
+if [ "${BENCH:-1}" = 1 ]; then
+  stamp "benchmarks on the GPU: sampler, training step of every model, ST overhead, breakdown"
+  "$PY" -m stnlib.bench all --device cuda --rounds 5 --no-compile --out "$OUT" 2>&1 | grep -v -i warn | tail -40
+fi
+
+stamp "paper-schedule cells, one process each, at most $MINUTES min: $CELLS"
+pids=()
+for cell in $CELLS; do
+  "$PY" -m stnlib.experiments run table1 --profile paper --cells "$cell" --max-minutes "$MINUTES" --quiet \
+    > "$OUT/logs/$cell.log" 2>&1 &
+  pids+=($!)
+done
+sleep 60
+stamp "after a minute:"
+nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null
+for p in "${pids[@]}"; do wait "$p"; done
+stamp "cells:"
+for cell in $CELLS; do tail -1 "$OUT/logs/$cell.log"; done
+"$PY" -m stnlib.experiments status table1 --profile paper --cells $CELLS | tee "$OUT/status.txt"
+tar czf "$OUT/gpu-results.tar.gz" $(ls -d results/table1/paper results/runs/table1/paper 2>/dev/null) \
+  "$OUT/logs" "$OUT"/*.json "$OUT"/*.txt 2>/dev/null
+stamp "packed $OUT/gpu-results.tar.gz"
