@@ -15,6 +15,8 @@ measurements, not tests: nothing here asserts a speed.
 * ``breakdown``: where one ST-CNN training step spends its time (localisation net, grid generator,
   sampler, classifier, backward).
 * ``bandwidth``: the memory bandwidth itself (large tensor copy), the physical limit of the sampler.
+* ``floor``: an ST-CNN step against the work an input-level transformer forces (the classifier's input gradient,
+  the localisation net, grid generator and sampler, the update), per Table 1 canvas.
 * ``step``: a full training step (forward, backward, Adam) of every Table 1 model on the R, RTS and TC canvases,
   the addition and birds models, under each speed candidate against today's fp32 eager default: channels-last,
   bf16 autocast, both, both at batch 256 (time per 128 images), ``torch.compile`` of the model (two models);
@@ -162,11 +164,15 @@ def bench_sampler(device: torch.device, batch: int = 256, rounds: int = 7, compi
             "notes": notes}
 
 
-def _train_step_fn(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+def _train_step_fn(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   precision: str = "fp32") -> Callable[[], None]:
+    from .train import autocast
+
     opt = torch.optim.Adam(model.parameters(), 1e-3)
 
     def step() -> None:
-        loss = F.cross_entropy(model(x), y)
+        with autocast(x.device, precision):
+            loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -392,6 +398,74 @@ def bench_processes(model_name: str = "RTS ST-CNN affine", seconds: float = 20.0
             "ratio_two_processes_vs_two_threads": sum(two_rates) / one_rate}
 
 
+def bench_floor(device: torch.device, batch: int = 128, rounds: int = 7) -> dict:
+    """An ST-CNN step against the work a transformer at the input cannot avoid, per Table 1 canvas.
+
+    The floor is the sum of the parts timed alone, each forward and backward: the classifier on the
+    transformer's (pooled) output *including the gradient of its input* (a plain CNN never computes it), the
+    localisation net with its regression layer, the grid generator and sampler, and the Adam update of every
+    parameter. ``st_over_floor`` near 1 means the module adds nothing beyond that work; ``st_over_cnn`` is
+    the paper's comparison (ST-CNN against the plain CNN of the same budget). Models run with the trainer's
+    default precision and memory format for the device (:func:`~stnlib.train.fast_settings`).
+    """
+    from .models import ModelConfig, build_model, default_budget
+    from .train import autocast, fast_settings
+
+    rows = []
+    for name, side, pool in (("R", 28, 1), ("RTS", 42, 2), ("TC", 60, 2)):
+        size = (side, side)
+        budget = default_budget(size, width=32)
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(batch, 1, *size, generator=g).to(device)
+        y = torch.randint(0, 10, (batch,), generator=g).to(device)
+        models = {}
+        for tf in (None, "affine"):
+            torch.manual_seed(0)
+            m = build_model(ModelConfig("cnn", tf, size, st_pool=pool if tf else 1, param_budget=budget)).to(device)
+            fast = fast_settings(device, m)
+            if fast["channels_last"]:
+                m = m.to(memory_format=torch.channels_last)
+            models[tf] = m
+        prec = fast["precision"]
+        st = models["affine"]
+        cnn_step = _train_step_fn(models[None], x, y, prec)
+        st_step = _train_step_fn(st, x, y, prec)
+        with torch.no_grad():
+            theta0 = st.st.localise(x)
+            warped0 = st.st.sample(x, theta0)
+        opt = torch.optim.Adam(st.parameters(), 1e-3)
+        for p in st.parameters():
+            p.grad = torch.zeros_like(p)
+
+        def classifier_part():
+            w = warped0.clone().requires_grad_(True)
+            with autocast(device, prec):
+                loss = F.cross_entropy(st.classifier(st.normalize(st.pool(w))), y)
+            loss.backward()
+
+        def loc_part():
+            with autocast(device, prec):
+                theta = st.st.localise(x)
+            theta.sum().backward()
+
+        def sampler_part():
+            theta = theta0.clone().requires_grad_(True)
+            st.st.sample(x, theta).sum().backward()
+
+        parts = {"ST-CNN step": st_step, "CNN step": cnn_step, "classifier incl. input gradient": classifier_part,
+                 "localisation net": loc_part, "grid generator + sampler": sampler_part, "Adam update": opt.step}
+        t = interleaved(parts, rounds, 3, device)
+        floor = sum(v for k, v in t.items() if k not in ("ST-CNN step", "CNN step"))
+        rows.append({"setup": name, "input": [1, side, side], "batch": batch, "precision": prec,
+                     "ms": {k: v * 1e3 for k, v in t.items()}, "floor_ms": floor * 1e3,
+                     "st_over_floor": t["ST-CNN step"] / floor, "st_over_cnn": t["ST-CNN step"] / t["CNN step"],
+                     "floor_over_cnn": floor / t["CNN step"]})
+        print(f"{name}: ST-CNN {t['ST-CNN step'] * 1e3:.1f} ms, CNN {t['CNN step'] * 1e3:.1f} ms, floor "
+              f"{floor * 1e3:.1f} ms -> ST/floor {rows[-1]['st_over_floor']:.2f}x, ST/CNN {rows[-1]['st_over_cnn']:.2f}x",
+              flush=True)
+    return {"benchmark": "floor", "rows": rows}
+
+
 def save(result: dict, name: str, out: Path | None = None) -> Path:
     result = {**result, "hardware": hardware_info(resolve_device("auto")), "command": "python -m stnlib.bench "
               + " ".join(sys.argv[1:]), "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
@@ -402,7 +476,7 @@ def save(result: dict, name: str, out: Path | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stnlib.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["sampler", "overhead", "breakdown", "bandwidth", "step", "all"])
+    parser.add_argument("what", choices=["sampler", "overhead", "breakdown", "bandwidth", "step", "floor", "all"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=7)
@@ -436,6 +510,9 @@ def main(argv: list[str] | None = None) -> int:
             r["processes"] = bench_processes()
             print(r["processes"])
         print("wrote", save(r, f"step-{device.type}", args.out))
+    if args.what in ("floor", "all"):
+        r = bench_floor(device, rounds=args.rounds)
+        print("wrote", save(r, f"floor-{device.type}", args.out))
     if args.what in ("overhead", "all"):
         r = bench_overhead(device, rounds=args.rounds)
         for row in r["rows"]:

@@ -19,7 +19,10 @@ Convention (used everywhere in stnlib)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import numbers
+import operator
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 import torch
@@ -27,28 +30,53 @@ import torch
 ALIGN_CORNERS: bool = False
 
 
+def _as_positive_int(value: object) -> int | None:
+    """``value`` as a positive int, or None when it is not one (bools, fractions, zero, negatives)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool):  # True == 1, but a bool size is always a mistake
+        return None
+    try:
+        n = operator.index(value)  # int, numpy integers
+    except TypeError:
+        # Whole-number floats (28.0, from JSON configs or arithmetic) are accepted; 2.7 is refused
+        # rather than silently truncated.
+        if not isinstance(value, numbers.Real) or not math.isfinite(value) or not float(value).is_integer():
+            return None
+        n = int(value)
+    return n if n > 0 else None
+
+
 def as_size(size: int | Sequence[int], ndim: int, what: str = "out_size") -> tuple[int, ...]:
     """Return ``size`` as a tuple of ``ndim`` positive ints, or raise a clear ValueError.
+
+    Entries must be positive integers; whole-number floats (``28.0``) count as integers, anything
+    else (``2.7``, ``True``, ``0``, ``-3``) is refused rather than truncated.
 
     Examples:
         >>> as_size(28, 2)
         (28, 28)
-        >>> as_size((42, 60), 2)
+        >>> as_size((42, 60.0), 2)
         (42, 60)
+        >>> as_size((2.7, 3.2), 2)
+        Traceback (most recent call last):
+            ...
+        ValueError: out_size must be positive integers, got (2.7, 3.2)
     """
-    if isinstance(size, torch.Size):
-        size = tuple(size)
-    if isinstance(size, int):
+    original = size
+    if isinstance(size, torch.Tensor):
+        size = size.tolist()  # 0-d -> a scalar, 1-d -> a list
+    if isinstance(size, (str, bytes)):
+        raise ValueError(f"{what} must be an int or {ndim} ints, got {original!r}")
+    if not isinstance(size, Iterable):
         size = (size,) * ndim
-    try:
-        size = tuple(int(s) for s in size)
-    except TypeError:
-        raise ValueError(f"{what} must be an int or {ndim} ints, got {size!r}") from None
+    size = tuple(size)
     if len(size) != ndim:
-        raise ValueError(f"{what} must have {ndim} entries ({'(D, H, W)' if ndim == 3 else '(H, W)'}), got {size!r}")
-    if any(s <= 0 for s in size):
-        raise ValueError(f"{what} entries must be positive, got {size!r}")
-    return size
+        raise ValueError(f"{what} must have {ndim} entries ({'(D, H, W)' if ndim == 3 else '(H, W)'}), got {original!r}")
+    ints = tuple(_as_positive_int(s) for s in size)
+    if any(n is None for n in ints):
+        raise ValueError(f"{what} must be positive integers, got {original!r}")
+    return ints
 
 
 def linspace_centres(n: int, align_corners: bool, device=None, dtype=None) -> torch.Tensor:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,6 +25,15 @@ import torch
 # on every write where it could race with other threads.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+
+# atomic_open's temporary files are named ".<name>.<random>.tmp"; mkstemp's random part is 8
+# characters from [a-z0-9_]. remove_stale_temporaries matches exactly this form.
+_TMP_SUFFIX = ".tmp"
+_TMP_RANDOM = r"[a-z0-9_]{8}"
+
+
+def _temp_prefix(name: str) -> str:
+    return f".{name}."
 
 
 @contextlib.contextmanager
@@ -49,7 +60,7 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=_TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -62,6 +73,51 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             os.unlink(tmp_name)
         raise
     _fsync_directory(path.parent)
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str], names: Iterable[str],
+                             min_age_s: float = 600.0) -> list[Path]:
+    """Delete the temporary files :func:`atomic_open` left behind for ``names`` when a process was killed.
+
+    A killed process (SIGKILL, power loss) cannot run atomic_open's cleanup, so its hidden
+    ``.<name>.<random>.tmp`` file stays. Only regular files of exactly that form, for the given
+    destination names, and untouched for ``min_age_s`` seconds are removed: the age guard spares
+    the temporary file of a write still in progress in another process, which keeps updating it.
+
+    Args:
+        directory: Folder holding the destination files.
+        names: Destination file names (e.g. the four MNIST files) whose leftovers to remove.
+        min_age_s: Minimum time since the last modification for a file to count as stale.
+
+    Returns:
+        The paths removed.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "x.bin").write_bytes(b"data")
+        >>> _ = (d / ".x.bin.abcd1234.tmp").write_bytes(b"half")
+        >>> [p.name for p in remove_stale_temporaries(d, ["x.bin"], min_age_s=0)]
+        ['.x.bin.abcd1234.tmp']
+        >>> sorted(p.name for p in d.iterdir())
+        ['x.bin']
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    patterns = [re.compile(re.escape(_temp_prefix(n)) + _TMP_RANDOM + re.escape(_TMP_SUFFIX)) for n in names]
+    now = time.time()
+    removed = []
+    for entry in directory.iterdir():
+        if not any(p.fullmatch(entry.name) for p in patterns):
+            continue
+        with contextlib.suppress(OSError):  # gone already, or not ours to delete: leave it
+            st = entry.lstat()
+            if entry.is_symlink() or not entry.is_file() or now - st.st_mtime < min_age_s:
+                continue
+            entry.unlink()
+            removed.append(entry)
+    return removed
 
 
 def _fsync_directory(directory: Path) -> None:

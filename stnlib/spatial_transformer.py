@@ -32,6 +32,33 @@ def _upcast(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
+def _check_input(x: torch.Tensor, loc_net: nn.Module, head: nn.Linear) -> torch.Tensor:
+    """Check that ``x`` can go through the localisation net; return it, upcast if it is half precision.
+
+    Outside autocast a dtype mismatch would otherwise fail deep inside the first layer with a
+    message about "mat1 and mat2". float16/bfloat16 input to a float32/float64 model is upcast (no
+    loss); other mismatches (float64 input to a float32 model) are refused with a clear message.
+    Under autocast the layers cast for themselves, so only the floating-point check applies.
+
+    Raises:
+        ValueError: ``x`` is not a floating-point tensor, or its dtype does not match the model's.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"input must be a tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"images must be a floating-point tensor, got {x.dtype} (convert with .float() / 255)")
+    if torch.is_autocast_enabled(x.device.type):
+        return x
+    # The first layer that sees x decides its dtype; a parameter-free loc net passes x to the head.
+    expected = next((q.dtype for q in loc_net.parameters() if q.is_floating_point()), head.weight.dtype)
+    if x.dtype == expected:
+        return x
+    if x.dtype in (torch.float16, torch.bfloat16) and expected in (torch.float32, torch.float64):
+        return x.to(expected)
+    raise ValueError(f"input dtype {x.dtype} does not match the localisation net's {expected}: convert the input "
+                     f"with .to({expected}), the model with .to({x.dtype}), or run under torch.autocast")
+
+
 def infer_features(loc_net: nn.Module) -> int:
     """Output width of ``loc_net``: the ``out_features`` of its last ``nn.Linear``."""
     linears = [m for m in loc_net.modules() if isinstance(m, nn.Linear)]
@@ -62,7 +89,8 @@ class SpatialTransformer(nn.Module):
         loc_features: F; inferred from the last ``nn.Linear`` of ``loc_net`` when omitted.
         align_corners: convention of :mod:`stnlib.coords`; leave the default.
         padding: sampler padding ("zeros" as in the paper; see :mod:`stnlib.sampler` on collapse).
-        check_finite: raise a clear error when theta is NaN/inf (one device sync per call).
+        check_finite: raise a clear error when theta is NaN/inf or too large to give a finite grid
+            (one device sync per call).
 
     Conventions: theta maps output points to input points in normalised [-1, 1] coordinates,
     (x, y) order. Any number of channels; the output has the input's channels.
@@ -71,7 +99,7 @@ class SpatialTransformer(nn.Module):
         >>> st = SpatialTransformer(nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 32), nn.ReLU()), "affine")
         >>> x = torch.rand(2, 1, 28, 28)
         >>> out, theta = st(x)
-        >>> torch.allclose(out, x, atol=1e-6), theta.shape
+        >>> torch.allclose(out, x, atol=1e-5), theta.shape  # identity, up to float rounding
         (True, torch.Size([2, 6]))
     """
 
@@ -92,7 +120,7 @@ class SpatialTransformer(nn.Module):
         """theta = regression(f_loc(x)), shape (B, num_params), float32."""
         features = self.loc_net(x).flatten(1)
         with float32_geometry(features.device):
-            return self.head(_upcast(features))
+            return self.head(_upcast(features).to(self.head.weight.dtype))
 
     def sample(self, source: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """Warp ``source`` with ``theta`` (grid generator + sampler) to ``out_size``."""
@@ -115,7 +143,12 @@ class SpatialTransformer(nn.Module):
 
         Returns:
             (output (B, C', H', W'), theta (B, num_params)).
+
+        Raises:
+            ValueError: ``x`` is not floating point (uint8 images: ``.float() / 255``) or, outside
+                autocast, its dtype does not match the model's (half precision input is upcast).
         """
+        x = _check_input(x, self.loc_net, self.head)
         theta = self.localise(x)
         return self.sample(x if source is None else source, theta), theta
 
@@ -162,18 +195,25 @@ class ParallelSpatialTransformers(nn.Module):
         """(B, N, num_params) theta of every transformer, float32."""
         features = self.loc_net(x).flatten(1)
         with float32_geometry(features.device):
-            return self.head(_upcast(features)).reshape(x.shape[0], self.num_transformers, -1)
+            theta = self.head(_upcast(features).to(self.head.weight.dtype))
+            # Explicit sizes: ``-1`` cannot be inferred for an empty batch.
+            return theta.reshape(x.shape[0], self.num_transformers, self.transform.num_params)
 
     def forward(self, x: torch.Tensor, source: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        theta = self.localise(x)
+        """Predict N thetas from ``x`` and warp ``source`` (default ``x``) with each.
+
+        Inputs, dtype handling and errors are as in :meth:`SpatialTransformer.forward`.
+        """
+        x = _check_input(x, self.loc_net, self.head)
         src = x if source is None else source
         if src.dim() != 4:
             raise ValueError(f"input must be (B, C, H, W), got shape {tuple(src.shape)}")
+        theta = self.localise(x)
         b, n = theta.shape[:2]
         size = self.out_size or tuple(src.shape[2:])
         with float32_geometry(src.device):
             src = _upcast(src)
-            grid = self.transform.grid(theta.reshape(b * n, -1), size, self.align_corners,
+            grid = self.transform.grid(theta.reshape(b * n, self.transform.num_params), size, self.align_corners,
                                        check_finite=self.check_finite)
             # Each transformer reads the same source: repeat it along a new transformer axis (a view,
             # materialised once by grid_sample's input requirements).

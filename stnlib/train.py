@@ -304,12 +304,12 @@ def hardware_info(device: str | torch.device = "auto") -> dict[str, Any]:
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "python_version": platform.python_version(),
     }
     if device.type == "cuda":
         info["cuda_device"] = torch.cuda.get_device_name(device)
-        info["cuda_version"] = torch.version.cuda
+        info["cuda_version"] = str(torch.version.cuda)
     return info
 
 
@@ -334,15 +334,29 @@ def init_distributed_from_env() -> bool:
     """Join the process group ``torchrun`` describes in the environment (WORLD_SIZE > 1); no-op otherwise.
 
     Backend: NCCL when CUDA is available (each process on ``cuda:LOCAL_RANK``), else gloo on the CPU.
+    Collectives time out after ``$STNLIB_DDP_TIMEOUT_S`` seconds (default 300) instead of torch's
+    30 minutes, so a rank that died or stopped makes the others fail in minutes rather than hang.
     Returns True when this process is part of a multi-process group.
+
+    Raises:
+        ValueError: ``STNLIB_DDP_TIMEOUT_S`` is not a positive number.
     """
+    import datetime  # local: this function is the only user
+
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     if not torch.distributed.is_initialized():
+        raw = os.environ.get("STNLIB_DDP_TIMEOUT_S", "300")
+        try:
+            timeout_s = float(raw)
+        except ValueError:
+            timeout_s = math.nan
+        if not (math.isfinite(timeout_s) and timeout_s > 0):
+            raise ValueError(f"STNLIB_DDP_TIMEOUT_S must be a positive number of seconds, got {raw!r}")
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        torch.distributed.init_process_group(backend)
+        torch.distributed.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     return True
 
 
@@ -529,6 +543,7 @@ class Trainer:
         ...     def batch(self, step):
         ...         x = torch.randn(32, 2, generator=torch.Generator().manual_seed(step))
         ...         return x, (x[:, 0] > 0).long()
+        >>> _ = torch.manual_seed(0)
         >>> trainer = Trainer(nn.Linear(2, 2), TrainConfig(steps=100, lr=0.1, device="cpu", progress=False))
         >>> result = trainer.fit(Data(), eval_data=Data().batch(10_000))
         >>> result["final_eval"]["error"] < 5
@@ -559,6 +574,9 @@ class Trainer:
         self.rank, self.world_size = 0, 1
         self._forward_model: nn.Module = model
         self.stop_requested = False
+        self._segments_before: list[dict[str, Any]] = []
+        self._session_from_step = 0
+        self._hardware: dict[str, Any] | None = None
 
     def request_stop(self) -> None:
         """Stop after the current step: :meth:`fit` writes a checkpoint and returns ``finished=False``.
@@ -619,7 +637,15 @@ class Trainer:
             "last_finite_loss": self._last_finite_loss,
             "rng": rng,
             "wall_time_s": self._wall_time(),
+            "segments": self._segments_now(),
         }
+
+    def _segments_now(self) -> list[dict[str, Any]]:
+        """Earlier sessions of this run plus the current one: steps, wall time and hardware of each, so a
+        run resumed on another machine (a GPU run finished on a CPU, say) says where its compute went."""
+        current = {"from_step": self._session_from_step, "to_step": self.step,
+                   "wall_time_s": time.perf_counter() - self._session_start, "hardware": self._hardware}
+        return [*self._segments_before, current]
 
     def save_checkpoint(self) -> None:
         """Atomically write ``run_dir/checkpoint.pt`` (main process only; no-op without ``run_dir``).
@@ -674,6 +700,11 @@ class Trainer:
         self._log_count = int(state.get("log_count", 0))
         self._last_finite_loss = state.get("last_finite_loss")
         self._wall_before = float(state.get("wall_time_s", 0.0))
+        self._segments_before = list(state.get("segments", []))
+        if not self._segments_before and self.step:  # a checkpoint written before segments were recorded
+            self._segments_before = [{"from_step": 0, "to_step": self.step, "wall_time_s": self._wall_before,
+                                      "hardware": None}]
+        self._session_from_step = self.step
         self._last_checkpoint_step = self.step
         return True
 
@@ -795,6 +826,8 @@ class Trainer:
         self._log_sums, self._log_count = {}, 0
         self._last_finite_loss = self._last_checkpoint_step = None
         self.stop_requested = False
+        self._segments_before, self._session_from_step = [], 0
+        self._hardware = hardware_info(self.device)
         self.rank, self.world_size = world()
         # Same model seed everywhere (DDP also broadcasts rank 0's weights); the global RNG differs per
         # rank so that dropout-like randomness is not repeated across shards.
@@ -843,7 +876,7 @@ class Trainer:
             self.save_checkpoint()
             return {"config": cfg.to_dict(), "history": self.history, "eval_history": self.eval_history,
                     "final_eval": None, "wall_time_s": self._wall_time(), "steps": self.step,
-                    "hardware": hardware_info(self.device), "finished": False}
+                    "hardware": hardware_info(self.device), "finished": False, "segments": self._segments_now()}
 
         final_eval = None
         if eval_data is not None:
@@ -858,7 +891,7 @@ class Trainer:
         result = {
             "config": cfg.to_dict(), "history": self.history, "eval_history": self.eval_history,
             "final_eval": final_eval, "wall_time_s": wall, "steps": self.step, "hardware": hardware,
-            "finished": True,
+            "finished": True, "segments": self._segments_now(),
         }
         if self.run_dir is not None and main:
             summary = {**result, "steps_per_s": self.step / wall if wall > 0 else None}

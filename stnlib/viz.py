@@ -23,6 +23,19 @@ from .transforms import Transform, get_transform
 COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0")
 
 
+def html_table(header: Sequence[str], rows: Sequence[Sequence[object]], caption: str | None = None) -> str:
+    """A book table as HTML (rendered the same in Jupyter and the static book; cells are inserted as given).
+
+    Examples:
+        >>> html_table(["a", "b"], [[1, 2]])
+        "<table class='stn-table'><tr><th>a</th><th>b</th></tr><tr><td>1</td><td>2</td></tr></table>"
+    """
+    cap = f"<caption>{caption}</caption>" if caption else ""
+    head = "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table class='stn-table'>{cap}{head}{body}</table>"
+
+
 def as_image(t: torch.Tensor):
     """(C, H, W), (H, W) or (1, C, H, W) tensor -> numpy array for imshow (H, W) or (H, W, 3)."""
     t = t.detach().float().cpu()

@@ -104,6 +104,8 @@ DISTORTIONS: dict[str, DistortionSpec] = {
     "P": DistortionSpec(scale_range=(0.75, 1.0), corner_std_px=5.0),
     "E": DistortionSpec(scale_range=(0.75, 1.0), control_std_px=1.5),
     "TC": DistortionSpec(canvas=60, clutter_count=6),
+    # not in the paper: R with rotations from the whole circle, to ask which pose a transformer settles on
+    "R180": DistortionSpec(max_angle_deg=180.0),
 }
 """Distortion kinds by name. ``sample_distortion``'s ``canvas`` and ``clutter`` override two fields."""
 
@@ -184,7 +186,7 @@ def sample_distortion(kind: str, n: int, generator: torch.Generator, *, canvas: 
     float64. Drawn in this order (the order is part of what fixes a test set):
 
     * all kinds: ``canvas`` (n,) int64, the output side (no random number drawn).
-    * "R": ``angle_deg`` (n,) uniform in [-90, 90].
+    * "R": ``angle_deg`` (n,) uniform in [-90, 90]; "R180": uniform in [-180, 180].
     * "RTS": ``angle_deg`` in [-45, 45], ``scale`` in [0.7, 1.2], ``translation`` (n, 2) px: the
       digit centre's offset from the canvas centre, uniform in +-(canvas - 28 scale)/2 per axis.
     * "P": ``scale`` in [0.75, 1], ``corner_offset`` (n, 4, 2) px ~ N(0, 5): moves of the frame's
@@ -230,7 +232,7 @@ def sample_distortion(kind: str, n: int, generator: torch.Generator, *, canvas: 
         raise ValueError("clutter, pool_size and digit_index apply to 'TC' only")
     g = generator
     params: dict[str, torch.Tensor] = {"canvas": torch.full((n,), size, dtype=torch.int64, device=g.device)}
-    if kind in ("R", "RTS"):
+    if kind in ("R", "R180", "RTS"):
         params["angle_deg"] = _uniform(n, -spec.max_angle_deg, spec.max_angle_deg, g)
     if kind in ("RTS", "P", "E"):
         params["scale"] = _uniform(n, *spec.scale_range, g)
@@ -366,7 +368,7 @@ def distortion_matrix(kind: str, params: dict[str, torch.Tensor]) -> torch.Tenso
     dev = params["canvas"].device
     if kind == "none":
         return torch.eye(3, dtype=torch.float64, device=dev).expand(n, 3, 3).clone()
-    if kind in ("R", "RTS", "TC"):
+    if kind in ("R", "R180", "RTS", "TC"):
         zero = torch.zeros(n, dtype=torch.float64, device=dev)
         angle = params.get("angle_deg", zero)
         scale = params.get("scale", zero + 1)

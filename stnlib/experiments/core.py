@@ -104,6 +104,8 @@ class Experiment:
         analyse: (model, test dict, cell) -> dict of CPU tensors/numbers saved as analysis.pt;
             numbers under the key "metrics" are merged into metrics.json.
         loss: the training loss (default cross-entropy on (x, y)).
+        callbacks: optional (cell, test dict) -> list of :class:`~stnlib.train.Callback` for the cell's run
+            (e.g. a measurement taken at every evaluation and stored in the eval history).
     """
 
     name: str
@@ -114,6 +116,7 @@ class Experiment:
     rebuild: Callable[[dict], nn.Module]
     analyse: Callable[[nn.Module, dict, Cell], dict]
     loss: Callable = classification_loss
+    callbacks: Callable[[Cell, dict], list] | None = None
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
@@ -235,7 +238,9 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
         print(f"[{cell.experiment} / {prof.name}] {cell.id}: {name}, {count_parameters(model):,} parameters, "
               f"{cfg.steps} steps at batch {cfg.batch_size} on {dev}")
     eval_data = (test["x"], test["y"]) if "x" in test and "y" in test else None
-    callbacks = [] if stop_after_s is None else [StopAfter(stop_after_s)]
+    callbacks = [] if exp.callbacks is None else list(exp.callbacks(cell, test))
+    if stop_after_s is not None:
+        callbacks.append(StopAfter(stop_after_s))
     result = Trainer(model, cfg, loss=exp.loss, callbacks=callbacks, run_dir=run_dir).fit(train_data, eval_data=eval_data)
     if not result["finished"]:
         if progress and is_main_process():
@@ -253,6 +258,7 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
         "params": count_parameters(model), "width": getattr(model, "width", None),
         "steps": result["steps"], "batch_size": cfg.batch_size,
         "wall_time_s": result["wall_time_s"], "hardware": result["hardware"],
+        "segments": result["segments"],
         "history": result["history"], "eval_history": result["eval_history"],
         "model_config": model_config.to_dict(), "train_config": cfg.to_dict(),
         "command": command or f"python -m stnlib.experiments run {cell.experiment} --profile {prof.name} "

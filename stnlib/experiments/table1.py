@@ -21,6 +21,14 @@ PROFILES: dict[str, Profile] = {
     # what 4x the compute buys, for the RTS column: --profile long --cells RTS-fcn RTS-cnn RTS-st-fcn-affine ...
     "long": Profile("long", steps=12_000, batch_size=128, lr=1e-3, eval_every=2_000,
                     description="4x the full profile: 12,000 Adam steps at batch 128 (25.6 epochs), cosine decay"),
+    # the accuracy check of the trainer's bf16 + channels-last default (3 seeds each, RTS-st-cnn-affine and
+    # R-st-fcn-affine): the full profile's recipe, with the precision fixed
+    "check-fp32": Profile("check-fp32", steps=3_000, batch_size=128, lr=1e-3, eval_every=500,
+                          train_overrides={"precision": "fp32", "channels_last": False},
+                          description="the full profile in fp32 eager (the accuracy baseline of the bf16 check)"),
+    "check-bf16": Profile("check-bf16", steps=3_000, batch_size=128, lr=1e-3, eval_every=500,
+                          train_overrides={"precision": "bf16", "channels_last": True},
+                          description="the full profile under bf16 autocast + channels-last"),
     # the paper's own schedule (A.4) at 150k parameters per model, the size at which a published
     # reimplementation (Polar Transformer Networks) reached the paper's R and RTS errors; the paper's own
     # models were larger (about 400k, uncertain). Hours per cell on a CPU: meant for GPUs.

@@ -1,11 +1,12 @@
 """Tables and figures of the distorted-MNIST chapter, computed from experiment artifacts.
 
-The paper's numbers (Table 1 and the TC text; ../shared/PAPER.md) are kept here only to be printed
-beside ours, never as results.
+The paper's numbers (Table 1 and the TC text of Sec. 4.1) are kept here only to be printed beside ours,
+never as results.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -18,7 +19,7 @@ from ..data.distortions import fixed_test_set
 from . import common
 from ..geometry import sampling_outline
 from ..transforms import decompose_affine
-from ..viz import COLORS, draw_outline, imshow
+from ..viz import COLORS, draw_outline, html_table, imshow
 
 ROWS = [("fcn", None), ("cnn", None), ("fcn", "affine"), ("fcn", "projective"), ("fcn", "tps"),
         ("cnn", "affine"), ("cnn", "projective"), ("cnn", "tps")]
@@ -340,3 +341,280 @@ def shortfall_summary(results: dict[str, dict]) -> str:
             f"{g[0][0]} {g[0][1] - g[0][2]:+.2f}). The ST-CNN cells are {ratio[0]:.1f}x to {ratio[-1]:.1f}x the "
             f"paper's error. The paper's ordering holds in {better} of {len(verdicts)} comparisons: the best "
             f"spatial-transformer model beats the plain classifier it wraps.")
+
+
+# ---- rectification: did the transformer undo the distortion? ------------------------------------------
+
+@torch.no_grad()
+def implied_on_test(model, kind: str, n: int | None = None) -> tuple[dict, dict]:
+    """(the similarity implied by the model's theta on the first ``n`` fixed test images of ``kind``, the
+    test set): rotation_deg, scale, translation per image."""
+    from ..analysis import implied_similarity
+
+    data = test_set(kind, n)
+    model.eval()
+    thetas = [model.transform_input(data["x"][i:i + 1000])[1] for i in range(0, len(data["y"]), 1000)]
+    return implied_similarity(torch.cat(thetas), model.st.transform), data
+
+
+def rectification_rows(profile: str, cells: Sequence[str], n: int | None = None) -> list[dict]:
+    """Per R/RTS transformer cell with an artifact: the rotation fit (and the scale fit on RTS) of its
+    implied similarity against the applied distortion, on the first ``n`` test images (all by default)."""
+    from ..analysis import rectification
+
+    rows = []
+    for cell in cells:
+        got = chapter_cell(cell, profile)
+        if got is None:
+            continue
+        metrics, model, _ = got
+        kind = cell.split("-")[0]
+        sim, data = implied_on_test(model, kind, n)
+        row = {"cell": cell, "name": _cell_name(cell), "error": metrics["test_error"],
+               "rotation": rectification(data["params"]["angle_deg"], sim["rotation_deg"])}
+        if kind == "RTS":
+            # a transformer that undoes the scale samples a region whose size follows the digit's size
+            row["scale"] = rectification(data["params"]["scale"], sim["scale"])
+        rows.append(row)
+    return rows
+
+
+def rectification_html(rows: list[dict]) -> str:
+    """HTML table of :func:`rectification_rows`: r and slope per cell; |slope| in [0.8, 1.2] with |r| >= 0.9
+    (the transformer undoes the rotation) in bold."""
+    def fit(f):
+        if f is None:
+            return "&ndash;", "&ndash;"
+        strong = abs(f["r"]) >= 0.9 and 0.8 <= abs(f["slope"]) <= 1.2
+        slope = f"{f['slope']:+.2f}"
+        return f"{f['r']:+.2f}", f"<b>{slope}</b>" if strong else slope
+    body = [[r["name"], f"{r['error']:.2f}", *fit(r["rotation"]), *fit(r.get("scale"))] for r in rows]
+    return html_table(["cell", "% error", "rotation: r", "rotation: slope", "scale: r", "scale: slope"], body)
+
+
+def figure_rectified(model, kind: str = "R", n: int = 8, title: str = ""):
+    """Test inputs (top) and the transformer's outputs (bottom), with the applied angle and the rotation the
+    transformer's theta implies printed: outputs come out upright when the two cancel."""
+    sim, data = implied_on_test(model, kind, n)
+    with torch.no_grad():
+        warped, _ = model.transform_input(data["x"])
+    fig, axes = plt.subplots(2, n, figsize=(n * 1.1, 2.6))
+    for c in range(n):
+        imshow(axes[0, c], data["x"][c], f"{data['params']['angle_deg'][c]:+.0f}\N{DEGREE SIGN}", )
+        imshow(axes[1, c], warped[c], f"{sim['rotation_deg'][c]:+.0f}\N{DEGREE SIGN}")
+    axes[0, 0].set_ylabel("input\n(applied)", fontsize=8)
+    axes[1, 0].set_ylabel("output\n(theta)", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_rectification_over_training(runs: dict[str, dict], ax=None):
+    """|slope| of the rotation fit at every evaluation of each run (the rectify experiment's probe)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.2))
+    for k, (label, m) in enumerate(runs.items()):
+        pts = [(e["step"], abs(e["rect_slope"])) for e in m["eval_history"] if "rect_slope" in e]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, color=COLORS[k % len(COLORS)], label=label)
+    ax.axhspan(0.8, 1.2, color="0.9", zorder=0, label="undone (|slope| 0.8-1.2)")
+    ax.set(xlabel="training step", ylabel="|slope| of implied vs applied rotation", ylim=(0, 1.3))
+    ax.legend(fontsize=7)
+    return ax
+
+
+def pose_by_class(theta: torch.Tensor, data: dict) -> dict[int, dict[str, float]]:
+    """R180: the orientation each output digit ends up in (applied angle + the rotation theta implies;
+    0 = the pose the transformer maps every input to), per class: circular mean and spread (degrees),
+    and the share of outputs within 45 degrees of the class's mean pose or of its opposite (180 away)."""
+    from ..analysis import implied_similarity
+
+    rot = implied_similarity(theta)["rotation_deg"].double()
+    pose = torch.deg2rad(data["params"]["angle_deg"][: len(rot)].double() + rot)
+    out = {}
+    for c in range(10):
+        a = pose[data["y"][: len(rot)] == c]
+        mean = torch.atan2(torch.sin(a).mean(), torch.cos(a).mean())
+        resultant = torch.hypot(torch.sin(a).mean(), torch.cos(a).mean())
+        off = torch.rad2deg(torch.remainder(a - mean + math.pi, 2 * math.pi) - math.pi).abs()
+        out[c] = {"mean_deg": float(torch.rad2deg(mean)), "resultant": float(resultant),
+                  "near_mean": float((off <= 45).double().mean()), "near_opposite": float((off >= 135).double().mean())}
+    return out
+
+
+def plot_pose_by_class(theta: torch.Tensor, data: dict, bins: int = 36):
+    """Per class, the histogram of the output orientation (see :func:`pose_by_class`)."""
+    from ..analysis import implied_similarity
+
+    rot = implied_similarity(theta)["rotation_deg"]
+    pose = (data["params"]["angle_deg"][: len(rot)].float() + rot + 180) % 360 - 180
+    fig, axes = plt.subplots(2, 5, figsize=(10, 3.6), sharex=True)
+    for c, ax in enumerate(axes.flat):
+        ax.hist(pose[data["y"][: len(rot)] == c], bins=bins, range=(-180, 180), color=COLORS[2])
+        ax.set_title(f"digit {c}", fontsize=9)
+        ax.set_yticks([])
+    for ax in axes[1]:
+        ax.set_xlabel("output pose (deg)", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ---- the paper's schedule -------------------------------------------------------------------------------
+
+def paper_progress(cells: Sequence[str] | None = None) -> dict[str, dict]:
+    """Each paper-profile cell's state: finished (its metrics) or in progress (step, eval history and compute
+    segments read from its committed checkpoint); cells not started are left out."""
+    from ..experiments import get_cells, get_profile
+    from ..experiments.core import artifact_dir, run_dir_of
+    from ..io import safe_torch_load
+    import json
+
+    steps = get_profile("table1", "paper").steps
+    out = {}
+    for cell in get_cells("table1", list(cells) if cells else None):
+        done = artifact_dir(cell, "paper") / "metrics.json"
+        ckpt = run_dir_of(cell, "paper") / "checkpoint.pt"
+        if done.exists():
+            m = json.loads(done.read_text())
+            out[cell.id] = {"state": "finished", "step": m["steps"], "of": steps, "eval_history": m["eval_history"],
+                            "segments": m.get("segments", []), "error": m["test_error"]}
+        elif ckpt.exists():
+            st = safe_torch_load(ckpt, map_location="cpu")
+            evals = st["eval_history"]
+            out[cell.id] = {"state": "in progress", "step": int(st["step"]), "of": steps, "eval_history": evals,
+                            "segments": st.get("segments", []), "error": evals[-1]["error"] if evals else None}
+    return out
+
+
+def _segments_text(segments: list[dict]) -> str:
+    parts = []
+    for sg in segments:
+        hw = sg.get("hardware") or {}
+        where = hw.get("cuda_device") or hw.get("cpu_model") or "?"
+        parts.append(f"{sg['to_step'] - sg['from_step']:,} steps in {sg['wall_time_s'] / 60:.0f} min on {where}")
+    return "; ".join(parts)
+
+
+def paper_progress_html(progress: dict[str, dict]) -> str:
+    """HTML table: paper vs our latest evaluation per paper-profile cell, with its progress and compute."""
+    paper = _paper_by_cell()
+    body = [[_cell_name(c), paper.get(c, "&ndash;"), "&ndash;" if p["error"] is None else f"<b>{p['error']:.2f}</b>",
+             f"{p['step']:,} of {p['of']:,}" + (" (finished)" if p["state"] == "finished" else ""),
+             _segments_text(p["segments"])] for c, p in progress.items()]
+    return html_table(["cell", "paper % error", "ours, latest evaluation", "steps", "compute"], body)
+
+
+def plot_paper_progress(progress: dict[str, dict]):
+    """Test error at every evaluation of the paper-profile runs (log scale), the paper's number dotted."""
+    paper = _paper_by_cell()
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    for k, (c, p) in enumerate(progress.items()):
+        pts = [(e["step"], e["error"]) for e in p["eval_history"]]
+        if not pts:
+            continue
+        color = COLORS[k % len(COLORS)]
+        ax.plot(*zip(*pts), marker="o", ms=3, color=color, label=_cell_name(c))
+        if paper.get(c) is not None:
+            ax.axhline(paper[c], color=color, ls=":", lw=1)
+    ax.axvline(50_000, color="0.6", lw=0.8)
+    ax.text(50_500, ax.get_ylim()[1] * 0.9, "lr / 10", fontsize=7, color="0.4")
+    ax.set(xlabel="SGD step (batch 256)", ylabel="% test error", yscale="log", xlim=(0, 150_000))
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+# ---- the rectify experiment ------------------------------------------------------------------------------
+
+RECTIFY_SMOKE = ["R-st-fcn-affine", "R-st-cnn-affine", "R180-st-fcn-affine"]
+
+
+def rectification_cells() -> list[str]:
+    """Every transformer cell of the R and RTS columns."""
+    return [cell_id(d, arch, tf) for d in ("R", "RTS") for arch in ("fcn", "cnn") for tf in ("affine", "projective", "tps")]
+
+
+def rectify_label(cell: str) -> str:
+    kind, rest = cell.split("-", 1)
+    return f"{kind} {row_name(rest.split('-')[1], 'affine')}"
+
+
+def rectify_results(profile: str) -> tuple[dict[str, dict], str]:
+    """(metrics by cell, profile) of the rectify experiment: its committed full run, or smoke cells trained now."""
+    return common.chapter_results("rectify", profile, RECTIFY_SMOKE)
+
+
+def rectify_html(rect: dict[str, dict]) -> str:
+    """HTML table: per rectify cell, test error, rotation fit on the whole test set, and its compute."""
+    body = [[rectify_label(c), f"{m['test_error']:.2f}", f"{m['rectification']['slope']:+.2f}",
+             f"{m['rectification']['r']:+.2f}", f"{m['steps']:,}", f"{m['wall_time_s'] / 60:.1f} min"]
+            for c, m in rect.items()]
+    return html_table(["cell", "% error", "rotation slope", "r", "steps", "wall time (1 CPU thread)"], body)
+
+
+def paper_rectification(cell: str = "R-st-cnn-affine") -> dict | None:
+    """The rotation fit of the paper-profile R ST-CNN at its latest state (artifact or checkpoint), on the
+    whole R test set; None when there is neither."""
+    from ..analysis import rectification
+    from ..experiments import get_cells, get_experiment, get_profile
+    from ..experiments.core import cell_model
+    from ..io import safe_torch_load
+
+    progress = paper_progress([cell]).get(cell)
+    if progress is None:
+        return None
+    if progress["state"] == "finished":
+        _, model, _ = common.chapter_cell("table1", cell, "paper")
+    else:
+        from ..experiments.core import run_dir_of
+
+        c = get_cells("table1", [cell])[0]
+        model = get_experiment("table1").build(cell_model(c, get_profile("table1", "paper")))
+        model.load_state_dict(safe_torch_load(run_dir_of(c, "paper") / "checkpoint.pt", map_location="cpu")["model"])
+    sim, data = implied_on_test(model.eval(), "R")
+    return {"step": progress["step"], "error": progress["error"],
+            "rotation": rectification(data["params"]["angle_deg"], sim["rotation_deg"])}
+
+
+def rectify_key_numbers(rect: dict[str, dict], paper_rect: dict | None) -> dict[str, str]:
+    """The numbers the rectification prose quotes (strings; "n/a" where a run is missing)."""
+    def get(cell, f):
+        m = rect.get(cell)
+        return "n/a" if m is None else f(m)
+    return {
+        "rect_fcn_slope": get("R-st-fcn-affine", lambda m: f"{abs(m['rectification']['slope']):.2f}"),
+        "rect_fcn_r": get("R-st-fcn-affine", lambda m: f"{abs(m['rectification']['r']):.2f}"),
+        "rect_fcn_error": get("R-st-fcn-affine", lambda m: f"{m['test_error']:.2f}"),
+        "rect_cnn_slope": get("R-st-cnn-affine", lambda m: f"{abs(m['rectification']['slope']):.2f}"),
+        "rect_cnn_error": get("R-st-cnn-affine", lambda m: f"{m['test_error']:.2f}"),
+        "paper_cnn_slope": "n/a" if paper_rect is None else
+        f"{abs(paper_rect['rotation']['slope']):.2f} at step {paper_rect['step']:,}",
+    }
+
+
+def rectify_models(profile: str) -> dict[str, object]:
+    """The trained R transformers of the rectify experiment, by label (those with an artifact)."""
+    out = {}
+    for cell in ("R-st-fcn-affine", "R-st-cnn-affine"):
+        got = common.chapter_cell("rectify", cell, profile)
+        if got is not None:
+            m = got[0]
+            out[f"{rectify_label(cell)}, {m['steps']:,} steps: rotation slope {m['rectification']['slope']:+.2f}"] = got[1]
+    return out
+
+
+def r180_pose(profile: str, cell: str = "R180-st-fcn-affine"):
+    """(HTML table, figure) of the output pose per class for an R180 transformer, or None without an artifact."""
+    got = common.chapter_cell("rectify", cell, profile)
+    if got is None:
+        return None
+    metrics, _, analysis = got
+    data = test_set("R180", len(analysis["theta"]))
+    stats = pose_by_class(analysis["theta"], data)
+    body = [[c, f"{s['mean_deg']:+.0f}", f"{s['resultant']:.2f}", f"{100 * s['near_mean']:.0f}%",
+             f"{100 * s['near_opposite']:.0f}%"] for c, s in stats.items()]
+    table = html_table(["digit", "mean output pose (deg)", "concentration (1 = one pose)",
+                        "within 45 deg of it", "within 45 deg of its opposite"], body,
+                       caption=f"{rectify_label(cell)}: {metrics['test_error']:.2f}% test error, "
+                               f"rotation slope {metrics['rectification']['slope']:+.2f}")
+    return table, plot_pose_by_class(analysis["theta"], data)

@@ -16,6 +16,11 @@ from ..coords import ALIGN_CORNERS, as_size, base_grid
 
 _REGISTRY: dict[str, type[Transform]] = {}
 
+MAX_ABS_THETA: float = 1e6
+"""Largest |theta| entry :meth:`Transform.check_theta` accepts. Sensible parameters are of order 1
+(normalised coordinates); far larger finite values (3e38, say) overflow float32 in the grid or the
+sampler's pixel conversion and give NaN output silently. 1e6 leaves ample headroom below that."""
+
 
 class Transform(nn.Module):
     """Base class of a transformation family: ``num_params``, ``identity()`` and ``grid()``.
@@ -50,17 +55,29 @@ class Transform(nn.Module):
         raise NotImplementedError
 
     def check_theta(self, theta: torch.Tensor, check_finite: bool = True) -> torch.Tensor:
-        """Validate ``theta`` of shape (B, num_params); raise ValueError naming what was expected."""
+        """Validate ``theta`` of shape (B, num_params); raise ValueError naming what was expected.
+
+        With ``check_finite``, also refuse NaN/inf entries and entries above ``MAX_ABS_THETA`` in
+        magnitude, naming the offending batch rows.
+        """
         if not isinstance(theta, torch.Tensor):
             raise ValueError(f"{self.name} theta must be a tensor of shape (B, {self.num_params}), got {type(theta).__name__}")
         if theta.dim() != 2 or theta.shape[1] != self.num_params:
             raise ValueError(f"{self.name} theta must have shape (B, {self.num_params}), got {tuple(theta.shape)}")
         if not theta.is_floating_point():
             raise ValueError(f"{self.name} theta must be floating point, got {theta.dtype}")
-        if check_finite and not bool(torch.isfinite(theta).all()):
-            bad = (~torch.isfinite(theta)).any(dim=1).nonzero().flatten().tolist()
-            raise ValueError(f"{self.name} theta contains NaN or inf (batch rows {bad[:10]}); "
-                             "the localisation net has diverged: lower its learning rate or check its input")
+        # One reduction (one device sync) catches NaN, inf and finite values so large that the grid
+        # overflows (NaN compares False, so it fails ``<=`` too).
+        if check_finite and not bool((theta.abs() <= MAX_ABS_THETA).all()):
+            nonfinite = (~torch.isfinite(theta)).any(dim=1)
+            huge = (theta.abs() > MAX_ABS_THETA).any(dim=1) & ~nonfinite
+            hint = "the localisation net has diverged: lower its learning rate or check its input"
+            if bool(nonfinite.any()):
+                rows = nonfinite.nonzero().flatten().tolist()
+                raise ValueError(f"{self.name} theta contains NaN or inf (batch rows {rows[:10]}); {hint}")
+            rows = huge.nonzero().flatten().tolist()
+            raise ValueError(f"{self.name} theta has entries larger than {MAX_ABS_THETA:g} in magnitude "
+                             f"(batch rows {rows[:10]}), which overflow the sampling grid; {hint}")
         return theta
 
     def grid(self, theta: torch.Tensor, out_size: int | Sequence[int], align_corners: bool = ALIGN_CORNERS,
@@ -71,7 +88,8 @@ class Transform(nn.Module):
             theta: (B, num_params).
             out_size: (H, W) of the output (3D: (D, H, W)); an int means a square (cube).
             align_corners: convention of :mod:`stnlib.coords`.
-            check_finite: raise on NaN/inf theta (costs one device sync; turn off in tight loops).
+            check_finite: raise on NaN/inf theta or |theta| > ``MAX_ABS_THETA`` (costs one device
+                sync; turn off in tight loops).
 
         Returns:
             (B, H, W, 2) source (x_s, y_s), or (B, D, H, W, 3) for 3D families; normalised coordinates.

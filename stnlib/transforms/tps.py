@@ -11,10 +11,16 @@ points gives exactly that affine map (no bending).
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 
 from ..coords import ALIGN_CORNERS, as_size, base_grid
 from .base import Transform, register_transform
+
+GRID_CACHE_SIZE = 32
+"""Output sizes whose point matrix a :class:`TPSTransform` keeps (least recently used dropped first):
+a model uses a handful of sizes, but a sweep over many would otherwise grow the cache without bound."""
 
 
 def tps_kernel(r2: torch.Tensor) -> torch.Tensor:
@@ -70,7 +76,8 @@ class TPSTransform(Transform):
         self.register_buffer("control", regular_control_points(self.grid_size), persistent=False)
         # float64: the spline solve is ill-conditioned enough that float32 weights move the identity by ~1e-5
         self.register_buffer("weights", tps_weights(self.control), persistent=False)
-        self._grid_cache: dict = {}
+        # (size, align_corners, device, dtype) -> (H*W, K) point matrix, bounded LRU (GRID_CACHE_SIZE).
+        self._grid_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 
     def identity(self) -> torch.Tensor:
         return self.control.detach().cpu().flatten().clone()
@@ -82,7 +89,11 @@ class TPSTransform(Transform):
         return (tps_basis(points.double(), control) @ weights).to(points.dtype)
 
     def transform_points(self, theta: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        return self.point_matrix(points.to(theta.dtype)) @ theta.reshape(theta.shape[0], -1, 2)
+        return self.point_matrix(points.to(theta.dtype)) @ self._control_targets(theta)
+
+    def _control_targets(self, theta: torch.Tensor) -> torch.Tensor:
+        """(B, K, 2) view of theta; K is explicit because ``-1`` is ambiguous for an empty batch."""
+        return theta.reshape(theta.shape[0], self.num_params // 2, 2)
 
     def grid(self, theta, out_size, align_corners=ALIGN_CORNERS, check_finite=True):
         self.check_theta(theta, check_finite)
@@ -93,7 +104,11 @@ class TPSTransform(Transform):
             base = base_grid(size, align_corners, theta.device, torch.float64).reshape(-1, 2)
             mat = self.point_matrix(base).to(theta.dtype)
             self._grid_cache[key] = mat
-        return (mat @ theta.reshape(theta.shape[0], -1, 2)).reshape(theta.shape[0], *size, 2)
+            while len(self._grid_cache) > GRID_CACHE_SIZE:
+                self._grid_cache.popitem(last=False)
+        else:
+            self._grid_cache.move_to_end(key)
+        return (mat @ self._control_targets(theta)).reshape(theta.shape[0], *size, 2)
 
     def extra_repr(self) -> str:
         return f"num_params={self.num_params}, grid_size={self.grid_size}"
