@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.parts import crop_contains
-from .spatial_transformer import ParallelSpatialTransformers
-from .train import count_parameters
+from .spatial_transformer import ParallelSpatialTransformers, localisation_parameters
+from .models import count_parameters
 from .transforms import get_transform
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -289,6 +289,10 @@ class BirdClassifier(nn.Module):
             raise ValueError("the plain CNN has no transformers")
         x = self.prepare(x)
         return self.st((self.low_res_view(x) - self.mean) / self.std, source=x)
+
+    def localisation_parameters(self) -> list[nn.Parameter]:
+        """The transformers' parameters, for the trainer's ``loc_lr_mult``."""
+        return localisation_parameters(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.st is None:

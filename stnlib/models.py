@@ -22,8 +22,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .spatial_transformer import ParallelSpatialTransformers, SpatialTransformer
-from .train import count_parameters
+from .spatial_transformer import ParallelSpatialTransformers, SpatialTransformer, localisation_parameters
 from .transforms import get_transform
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -163,6 +162,10 @@ class STClassifier(nn.Module):
             out = out.flatten(1, 2)
         return out, theta
 
+    def localisation_parameters(self) -> list[nn.Parameter]:
+        """The transformers' parameters, for the trainer's ``loc_lr_mult``."""
+        return localisation_parameters(self)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         expected = (self.config.in_channels, *self.config.in_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
@@ -219,5 +222,10 @@ def forward_features_check(model: STClassifier) -> None:
         raise RuntimeError(f"{model.config.name} produced {tuple(out.shape)} logits for 2 inputs")
 
 
-__all__ = ["ModelConfig", "STClassifier", "build_model", "default_budget", "fcn_classifier",
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters (shared parameters counted once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+__all__ = ["count_parameters", "ModelConfig", "STClassifier", "build_model", "default_budget", "fcn_classifier",
            "cnn_classifier", "fcn_loc_net", "cnn_loc_net"]

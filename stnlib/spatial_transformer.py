@@ -220,3 +220,17 @@ class ParallelSpatialTransformers(nn.Module):
             rep = src.unsqueeze(1).expand(b, n, *src.shape[1:]).reshape(b * n, *src.shape[1:])
             out = bilinear_sample(rep, grid, self.align_corners, self.padding)
         return out.reshape(b, n, *out.shape[1:]), theta
+
+
+def localisation_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The parameters of every spatial transformer inside ``module`` (localisation nets and regression
+    layers), each once: what a model returns from ``localisation_parameters()`` so that the trainer can give
+    them their own learning rate (``TrainConfig.loc_lr_mult``)."""
+    seen, out = set(), []
+    for m in module.modules():
+        if isinstance(m, (SpatialTransformer, ParallelSpatialTransformers)):
+            for p in m.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    out.append(p)
+    return out

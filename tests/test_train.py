@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stnlib import SpatialTransformer
+from stnlib.spatial_transformer import localisation_parameters
 from stnlib.io import safe_torch_load
 from stnlib.train import (
     Callback, TrainConfig, Trainer, TrainingDiverged, classification_loss, count_parameters, evaluate, lr_factor,
@@ -179,6 +180,9 @@ class STClassifier(nn.Module):
         self.st = SpatialTransformer(nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh()), "affine")
         self.classifier = nn.Linear(16, 2)
 
+    def localisation_parameters(self):
+        return localisation_parameters(self)
+
     def forward(self, x):
         out, theta = self.st(x.reshape(-1, 1, 4, 4))
         return self.classifier(out.flatten(1)), theta
@@ -199,6 +203,18 @@ def test_loc_lr_mult_gives_the_spatial_transformer_its_own_rate():
     assert {id(p) for p in main["params"]} == {id(p) for p in model.classifier.parameters()}
     assert main["lr"] == pytest.approx(0.01) and loc["lr"] == pytest.approx(0.001)
     assert count_parameters(model) == (16 * 8 + 8) + (8 * 6 + 6) + (16 * 2 + 2)
+
+
+def test_loc_lr_mult_needs_the_model_to_declare_its_localisation_parameters():
+    class Undeclared(STClassifier):
+        localisation_parameters = None
+
+    with pytest.raises(ValueError, match="localisation_parameters"):
+        Trainer(Undeclared(), config(steps=1, loc_lr_mult=0.1)).fit(Images())
+    # without a multiplier the declaration is not needed: one group
+    trainer = Trainer(Undeclared(), config(steps=1))
+    trainer.fit(Images())
+    assert len(trainer.optimizer.param_groups) == 1
 
 
 class PoisonLocalisationNet(Callback):

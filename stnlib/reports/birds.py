@@ -1,7 +1,7 @@
 """Tables and figures of the birds chapter (paper Table 3), computed from the artifacts of the "birds" experiment.
 
-The paper's CUB-200-2011 numbers (../shared/PAPER.md) are kept here only to be printed beside ours, on a
-different data set, never as results.
+The paper's CUB-200-2011 numbers (Table 3) are kept here only to be printed beside ours, on a different data set,
+never as results.
 """
 
 from __future__ import annotations

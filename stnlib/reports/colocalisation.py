@@ -1,8 +1,8 @@
 """Tables and figures of the co-localisation chapter (paper A.2), computed from the artifacts of the
 "colocalisation" experiment.
 
-The paper's numbers (../shared/PAPER.md: 100% of the T images and 75-93% of the TC images localised, IoU > 0.5)
-are kept here only to be printed beside ours, never as results.
+The paper's numbers (appendix A.2: 100% of the T images and 75-93% of the TC images localised, IoU > 0.5) are kept
+here only to be printed beside ours, never as results.
 """
 
 from __future__ import annotations

@@ -48,6 +48,27 @@ def cell_figures(experiment: str, profile: str, cells, draw: Callable) -> list:
     return figs
 
 
+def table_html(header: list[str], rows: list[list[str]], caption: str | None = None) -> str:
+    """An HTML table (class ``stn-table``) from plain-text cells, each escaped. Chapters display tables as HTML:
+    a Markdown pipe table, printed or displayed as Markdown, reaches the page as raw text (myst-nb renders
+    ``text/markdown`` outputs as CommonMark, which has no tables).
+
+    Examples:
+        >>> table_html(["model", "% error"], [["CNN", "1.2"], ["a < b", ""]])
+        "<table class='stn-table'><tr><th>model</th><th>% error</th></tr><tr><th>CNN</th><td>1.2</td></tr><tr><th>a &lt; b</th><td></td></tr></table>"
+    """
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
+    body = "".join(f"<tr><th>{html.escape(r[0])}</th>" + "".join(f"<td>{html.escape(v)}</td>" for v in r[1:])
+                   + "</tr>" for r in rows)
+    return f"<table class='stn-table'>{cap}{head}{body}</table>"
+
+
+def paragraphs_html(lines: list[str]) -> str:
+    """HTML paragraphs from plain-text lines (escaped; empty lines dropped)."""
+    return "".join(f"<p>{html.escape(line)}</p>" for line in lines if line)
+
+
 def provenance(results: dict[str, dict], experiment: str) -> str:
     """One sentence naming the command, profile, hardware and total time behind ``results``."""
     if not results:

@@ -1,389 +1,33 @@
-"""The one training loop of stnlib: a step-indexed :class:`Trainer` with callbacks, a NaN guard and exact resume.
-
-Every chapter and experiment trains through :meth:`Trainer.fit`; what differs between them lives in a
-:class:`TrainConfig` (saved beside the results as ``config.json``), the model, the loss function and
-callbacks. Training is counted in optimiser steps, not epochs: the data object hands out the batch for
-step ``s`` (``train_data.batch(s)``), which makes a run, and a resumed run, reproducible bit for bit on
-the CPU.
-
-The paper (Jaderberg et al., 2015, Sec. 4.3 and A.3) trains the localisation net of the bird models at a
-lower learning rate than the classifier; :attr:`TrainConfig.loc_lr_mult` is that knob.
-
-Beyond one machine: under ``torchrun`` (call :func:`init_distributed_from_env` first, as the experiment
-command does) the same loop runs data-parallel with ``DistributedDataParallel``: every rank draws the same
-global batch for a step and trains on its equal slice (:func:`shard_batch`), gradients and logged metrics
-are averaged over ranks, rank 0 alone writes checkpoints and results, and every rank resumes from them.
-NCCL on GPUs, gloo on CPUs; no change in the chapters.
-"""
+"""The training loop: :class:`Trainer` with callbacks, a NaN guard and exact resume; the loss and evaluation helpers."""
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 import math
 import os
-import platform
-import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .io import atomic_torch_save, atomic_write_text, safe_torch_load
-from .spatial_transformer import ParallelSpatialTransformers, SpatialTransformer
-
-__all__ = [
-    "TrainConfig", "Trainer", "Callback", "TrainingDiverged", "BatchSource", "LossFn",
-    "classification_loss", "evaluate", "lr_factor", "resolve_device", "seed_everything", "hardware_info",
-    "count_parameters", "is_main_process", "autocast", "fast_settings", "StopAfter", "PRECISIONS",
-]
+from ..io import atomic_torch_save, atomic_write_text, safe_torch_load
+from ..models import count_parameters  # noqa: F401  (re-exported by stnlib.train)
+from .config import RESUMABLE_FIELDS, TrainConfig, lr_factor
+from .distributed import is_main_process, shard_batch, world
+from .env import autocast, hardware_info, resolve_device, seed_everything
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
 # Bumped when the checkpoint layout changes, so an old file is reported instead of half-loaded.
 CHECKPOINT_FORMAT = 1
-PRECISIONS = ("fp32", "bf16")
-
-# Fields that change how a run is watched or where it runs, not what it computes (on the CPU): a run may
-# be resumed with different values. log_every only regroups history entries after the resume point.
-RESUMABLE_FIELDS = frozenset({"progress", "eval_every", "log_every", "checkpoint_every", "device", "num_threads",
-                              "precision", "channels_last"})
-
 
 class TrainingDiverged(RuntimeError):
     """The loss or a gradient became NaN or infinite; the last checkpoint on disk is left untouched."""
 
-
-# --------------------------------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------------------------------
-
-@dataclass
-class TrainConfig:
-    """Everything that decides how a model is trained (saved as ``config.json`` beside the results).
-
-    Attributes:
-        steps: Number of optimiser steps.
-        batch_size: Informational: the data object produces the batches; recorded so results say it.
-        optimizer: ``"adam"`` or ``"sgd"`` (with ``momentum``).
-        lr: Base learning rate.
-        momentum: SGD momentum (unused by Adam).
-        weight_decay: L2 penalty passed to the optimiser, on every parameter.
-        schedule: ``"constant"``, ``"cosine"`` (to 0 over the steps after warm-up) or ``"step"``.
-        lr_decay_steps: For ``"step"``: after each of these many completed steps the rate is multiplied
-            by ``lr_decay_factor``.
-        lr_decay_factor: See ``lr_decay_steps``.
-        warmup_steps: Linear warm-up from ``lr / warmup_steps`` to ``lr`` over the first steps.
-        loc_lr_mult: Learning-rate multiplier for the parameters of every spatial transformer in the
-            model (its localisation net and regression layer); the paper lowers it for the birds.
-        grad_clip: Clip the global gradient norm to this value; ``None`` disables clipping.
-        eval_every: Evaluate every this many steps; 0 evaluates only at the end.
-        checkpoint_every: Write a checkpoint every this many steps (and always at the end); 0 only at the end.
-        log_every: Append the mean training metrics of the last this many steps to the history.
-        seed: Seed for the torch random streams the loop uses (dropout and the like).
-        device: ``"auto"`` (CUDA when available, else CPU), or any ``torch.device`` string.
-        num_threads: ``torch.set_num_threads`` value for the run; ``None`` leaves torch's setting.
-        progress: Show a tqdm progress bar.
-        precision: ``"fp32"``, or ``"bf16"``: forward and backward under ``torch.autocast`` with
-            bfloat16 (convolutions and matrix products in bf16, everything else and the weights and
-            optimiser in fp32). Spatial transformers keep their geometry (regression layer, grid,
-            sampler) in fp32 under autocast.
-        channels_last: Keep 4-D weights (and so activations) in the channels-last memory format, which
-            oneDNN and cuDNN convolve faster.
-    """
-
-    steps: int
-    batch_size: int = 128
-    optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: Literal["constant", "cosine", "step"] = "cosine"
-    lr_decay_steps: tuple[int, ...] = ()
-    lr_decay_factor: float = 0.1
-    warmup_steps: int = 0
-    loc_lr_mult: float = 1.0
-    grad_clip: float | None = None
-    eval_every: int = 0
-    checkpoint_every: int = 200
-    log_every: int = 50
-    seed: int = 0
-    device: str = "auto"
-    num_threads: int | None = None
-    progress: bool = True
-    precision: Literal["fp32", "bf16"] = "fp32"
-    channels_last: bool = False
-
-    def __post_init__(self) -> None:
-        # JSON gives lists back; keep the declared tuple so configs compare equal after a round trip.
-        self.lr_decay_steps = tuple(int(s) for s in self.lr_decay_steps)
-        problems = []
-        if self.steps < 1:
-            problems.append(f"steps must be >= 1, got {self.steps}")
-        if self.optimizer not in ("adam", "sgd"):
-            problems.append(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        if self.schedule not in ("constant", "cosine", "step"):
-            problems.append(f"schedule must be 'constant', 'cosine' or 'step', got {self.schedule!r}")
-        if not self.lr > 0:
-            problems.append(f"lr must be > 0, got {self.lr}")
-        if self.loc_lr_mult < 0:
-            problems.append(f"loc_lr_mult must be >= 0, got {self.loc_lr_mult}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            problems.append(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-        if any(s < 1 for s in self.lr_decay_steps):
-            problems.append(f"lr_decay_steps must be positive, got {self.lr_decay_steps}")
-        if self.schedule == "step" and not self.lr_decay_steps:
-            problems.append("schedule='step' needs lr_decay_steps, e.g. lr_decay_steps=(1000, 2000)")
-        for name in ("warmup_steps", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.log_every < 1:
-            problems.append(f"log_every must be >= 1, got {self.log_every}")
-        if self.precision not in PRECISIONS:
-            problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.num_threads is not None and self.num_threads < 1:
-            problems.append(f"num_threads must be >= 1 or None, got {self.num_threads}")
-        if problems:
-            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (tuples become lists); :meth:`from_dict` inverts it."""
-        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
-                for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
-        """Rebuild a config from :meth:`to_dict` output (e.g. a loaded ``config.json``'s ``"config"``).
-
-        Raises:
-            ValueError: ``d`` has keys that are not fields (a typo would otherwise be silently dropped).
-        """
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {unknown}; known fields: {sorted(names)}")
-        return cls(**d)
-
-
-def lr_factor(config: TrainConfig, step: int) -> float:
-    """Multiplier of the base learning rate for the update made at 0-based ``step``.
-
-    Linear warm-up over ``warmup_steps`` (``(step + 1) / warmup_steps``) times the schedule:
-    ``"constant"`` is 1; ``"cosine"`` falls from 1 towards 0 over the steps after warm-up;
-    ``"step"`` is ``lr_decay_factor ** (number of decay steps <= step)``, i.e. the rate drops once
-    that many steps have been completed.
-
-    Examples:
-        >>> cfg = TrainConfig(steps=10, schedule="step", lr_decay_steps=(3,))
-        >>> [round(lr_factor(cfg, s), 3) for s in (0, 2, 3, 9)]
-        [1.0, 1.0, 0.1, 0.1]
-        >>> lr_factor(TrainConfig(steps=10, warmup_steps=4, schedule="constant"), 0)
-        0.25
-    """
-    warm = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
-    if config.schedule == "cosine":
-        span = max(1, config.steps - config.warmup_steps)
-        progress = min(1.0, max(0.0, (step - config.warmup_steps) / span))
-        decay = 0.5 * (1.0 + math.cos(math.pi * progress))
-    elif config.schedule == "step":
-        decay = config.lr_decay_factor ** sum(step >= m for m in config.lr_decay_steps)
-    else:
-        decay = 1.0
-    return warm * decay
-
-
-# --------------------------------------------------------------------------------------------------
-# Environment helpers
-# --------------------------------------------------------------------------------------------------
-
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> ``cuda`` when available, else ``cpu``; any other name -> ``torch.device(name)``.
-
-    Raises:
-        RuntimeError: A CUDA device was asked for but CUDA is not available.
-    """
-    if isinstance(name, str) and name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        # under torchrun, each process drives the GPU of its local rank
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {str(name)!r} was requested but CUDA is not available here; "
-                           "use device='auto' or 'cpu'")
-    return device
-
-
-def autocast(device: str | torch.device, precision: str = "fp32") -> contextlib.AbstractContextManager:
-    """The mixed-precision context of a run: ``torch.autocast`` to bfloat16 for ``"bf16"``, else a no-op.
-
-    Examples:
-        >>> with autocast("cpu", "bf16"):
-        ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
-        torch.bfloat16
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:  # not Linux
-        pass
-    return set()
-
-
-def fast_settings(device: str | torch.device = "auto", model: nn.Module | None = None) -> dict[str, Any]:
-    """The fastest accurate ``precision`` / ``channels_last`` for training ``model`` on ``device``, as measured
-    by ``python -m stnlib.bench step``: bf16 autocast and channels-last for convolutional models on CPUs with
-    bf16 instructions (AMX or AVX-512 BF16), where they make a step 2.6-3.9x faster; fp32 for fully connected
-    models (bf16 makes their 1-7 ms steps slower) and on other CPUs. On a GPU the book's small models are
-    bound by kernel launches, not arithmetic, so fp32 costs nothing there.
-
-    Examples:
-        >>> fast_settings("cpu", nn.Linear(4, 2))
-        {'precision': 'fp32', 'channels_last': False}
-    """
-    device = resolve_device(device)
-    convolutional = model is None or any(isinstance(m, nn.Conv2d) for m in model.modules())
-    if device.type == "cpu" and convolutional and _cpu_flags() & {"amx_bf16", "avx512_bf16"}:
-        return {"precision": "bf16", "channels_last": True}
-    return {"precision": "fp32", "channels_last": False}
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's ``random``, NumPy's global generator (if installed) and torch (CPU and all GPUs).
-
-    On the CPU this, together with step-indexed data, makes training bit-reproducible. It does not
-    switch on ``torch.use_deterministic_algorithms``: that flag is global, and on CUDA it turns
-    ``grid_sample``'s backward (atomic adds, non-deterministic) into an error rather than a slower path.
-    """
-    random.seed(seed)
-    try:
-        import numpy as np
-    except ImportError:  # numpy is optional for stnlib
-        pass
-    else:
-        np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:  # not Linux
-        pass
-    return platform.processor() or platform.machine()
-
-
-def hardware_info(device: str | torch.device = "auto") -> dict[str, Any]:
-    """What a timing was measured on: device, CPU model and count, torch threads and version, GPU name.
-
-    Args:
-        device: The device the run uses (``"auto"`` resolves as in :func:`resolve_device`).
-    """
-    device = resolve_device(device)
-    info: dict[str, Any] = {
-        "device": str(device),
-        "cpu_model": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch_version": str(torch.__version__),
-        "python_version": platform.python_version(),
-    }
-    if device.type == "cuda":
-        info["cuda_device"] = torch.cuda.get_device_name(device)
-        info["cuda_version"] = str(torch.version.cuda)
-    return info
-
-
-def is_main_process() -> bool:
-    """True unless this is a non-zero rank of an initialised ``torch.distributed`` group.
-
-    Files, prints and progress bars are written by the main process only, so that data-parallel ranks
-    running the same loop do not race on the same paths.
-    """
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()
-                and torch.distributed.get_rank() != 0)
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size) of the initialised ``torch.distributed`` group, or (0, 1) without one."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def init_distributed_from_env() -> bool:
-    """Join the process group ``torchrun`` describes in the environment (WORLD_SIZE > 1); no-op otherwise.
-
-    Backend: NCCL when CUDA is available (each process on ``cuda:LOCAL_RANK``), else gloo on the CPU.
-    Collectives time out after ``$STNLIB_DDP_TIMEOUT_S`` seconds (default 300) instead of torch's
-    30 minutes, so a rank that died or stopped makes the others fail in minutes rather than hang.
-    Returns True when this process is part of a multi-process group.
-
-    Raises:
-        ValueError: ``STNLIB_DDP_TIMEOUT_S`` is not a positive number.
-    """
-    import datetime  # local: this function is the only user
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    if not torch.distributed.is_initialized():
-        raw = os.environ.get("STNLIB_DDP_TIMEOUT_S", "300")
-        try:
-            timeout_s = float(raw)
-        except ValueError:
-            timeout_s = math.nan
-        if not (math.isfinite(timeout_s) and timeout_s > 0):
-            raise ValueError(f"STNLIB_DDP_TIMEOUT_S must be a positive number of seconds, got {raw!r}")
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        torch.distributed.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
-    return True
-
-
-def shard_batch(batch: Any, rank: int, world_size: int) -> Any:
-    """This rank's contiguous slice of a global batch (tensors split along dim 0 into equal parts).
-
-    Equal shards make DistributedDataParallel's gradient average equal the full batch's mean gradient.
-    """
-    if world_size == 1:
-        return batch
-    if isinstance(batch, torch.Tensor):
-        n = batch.shape[0]
-        if n % world_size:
-            raise ValueError(f"a batch of {n} cannot be split evenly over {world_size} processes; "
-                             f"use a batch size divisible by {world_size}")
-        per = n // world_size
-        return batch[rank * per:(rank + 1) * per]
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(shard_batch(b, rank, world_size) for b in batch)
-    if isinstance(batch, Mapping):
-        return {k: shard_batch(v, rank, world_size) for k, v in batch.items()}
-    return batch
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters (shared parameters counted once)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -510,9 +154,17 @@ class Callback:
         """After the final evaluation and checkpoint."""
 
 
-def _spatial_transformer_parameter_ids(model: nn.Module) -> set[int]:
-    return {id(p) for m in model.modules() if isinstance(m, (SpatialTransformer, ParallelSpatialTransformers))
-            for p in m.parameters()}
+def _localisation_parameter_ids(model: nn.Module, loc_lr_mult: float) -> set[int]:
+    """The parameters the model declares as its localisation nets' (``model.localisation_parameters()``, e.g.
+    via :func:`stnlib.spatial_transformer.localisation_parameters`); the loop knows no module types."""
+    declare = getattr(model, "localisation_parameters", None)
+    if callable(declare):
+        return {id(p) for p in declare()}
+    if loc_lr_mult != 1.0:
+        raise ValueError(f"loc_lr_mult={loc_lr_mult} needs the model to say which parameters are its localisation "
+                         f"nets': give {type(model).__name__} a method localisation_parameters() (e.g. returning "
+                         "stnlib.spatial_transformer.localisation_parameters(self))")
+    return set()
 
 
 def _config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -595,7 +247,7 @@ class Trainer:
 
     def _build_optimizer(self) -> None:
         cfg = self.config
-        st_ids = _spatial_transformer_parameter_ids(self.model)
+        st_ids = _localisation_parameter_ids(self.model, cfg.loc_lr_mult)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         groups = [
             {"name": "main", "params": [p for p in trainable if id(p) not in st_ids], "lr": cfg.lr},
