@@ -32,13 +32,13 @@ fi
 
 if [ "${BENCH:-1}" = 1 ]; then
   stamp "benchmarks on the GPU: sampler, training step of every model, ST overhead, breakdown"
-  "$PY" -m stnlib.bench all --device cuda --rounds 5 --no-compile --out "$OUT" 2>&1 | grep -v -i warn | tail -40
+  "$PY" -m stnbook.cost.bench all --device cuda --rounds 5 --no-compile --out "$OUT" 2>&1 | grep -v -i warn | tail -40
 fi
 
 stamp "paper-schedule cells, one process each, at most $MINUTES min: $CELLS"
 pids=()
 for cell in $CELLS; do
-  "$PY" -m stnlib.experiments run table1 --profile paper --cells "$cell" --max-minutes "$MINUTES" --quiet \
+  "$PY" -m stnbook run table1 --profile paper --cells "$cell" --max-minutes "$MINUTES" --quiet \
     > "$OUT/logs/$cell.log" 2>&1 &
   pids+=($!)
 done
@@ -48,7 +48,7 @@ nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/
 for p in "${pids[@]}"; do wait "$p"; done
 stamp "cells:"
 for cell in $CELLS; do tail -1 "$OUT/logs/$cell.log"; done
-"$PY" -m stnlib.experiments status table1 --profile paper --cells $CELLS | tee "$OUT/status.txt"
+"$PY" -m stnbook status table1 --profile paper --cells $CELLS | tee "$OUT/status.txt"
 tar czf "$OUT/gpu-results.tar.gz" $(ls -d results/table1/paper results/runs/table1/paper 2>/dev/null) \
   "$OUT/logs" "$OUT"/*.json "$OUT"/*.txt 2>/dev/null
 stamp "packed $OUT/gpu-results.tar.gz"

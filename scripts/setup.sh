@@ -43,13 +43,16 @@ else
   echo "==> packages already installed (requirements.txt unchanged)"
 fi
 
+# The book's own package (stnbook) is used from this checkout, not installed: put the checkout on the path.
+"$VPY" -c 'import pathlib, site, sys; pathlib.Path(site.getsitepackages()[0], "stnbook-checkout.pth").write_text(sys.argv[1] + "\n")' "$(pwd)"
+
 echo "==> MNIST"
 "$VPY" -m stnlib.data fetch mnist --root data
 
 # The book serves RequireJS, the ipywidgets embed manager and MathJax itself (no CDN): pinned npm packages,
 # sha512-checked, into the git-ignored book/_static/stn/vendor. A second run checks the pins and returns.
 echo "==> web assets (npm)"
-"$VPY" -m stnlib.web vendor --quiet
+"$VPY" -m stnbook.web vendor --quiet
 
 # Headless Chromium for tests/test_browser.py (Debian's package). Without apt (or root/sudo) the test is
 # skipped, and the reason is left in .venv/.stnbook-no-chromium for it to report.

@@ -5,13 +5,13 @@ import dataclasses
 import pytest
 import torch
 
-import stnlib.experiments.birds as birds_exp
-from stnlib.birds import (BirdClassifier, BirdsConfig, birds_loss, step_time_benchmark, tiling_init,
+import stnbook.birds.experiment as birds_exp
+from stnbook.birds.model import (BirdClassifier, BirdsConfig, birds_loss, step_time_benchmark, tiling_init,
                           torchvision_backbone)
-from stnlib.data.parts import (BODY_COLOURS, HEAD_COLOURS, PartsBatches, PartsSpec, crop_contains, low_res,
+from stnbook.birds.data import (BODY_COLOURS, HEAD_COLOURS, PartsBatches, PartsSpec, crop_contains, low_res,
                                make_parts_batch, part_geometry, part_masks, parts_test_set, render_parts, sample_parts,
                                tiles)
-from stnlib.experiments import Profile, get_cells, load_cell, run_cell
+from stnbook.experiments import Profile, get_cells, load_cell, run_cell
 
 SPECS = [PartsSpec(size=48), PartsSpec()]
 
@@ -224,7 +224,7 @@ def test_birds_experiment_writes_artifacts_with_part_measurements(tmp_path, monk
 
 
 def test_reports_name_the_specialised_transformer_and_the_cost_ratio():
-    from stnlib.reports import birds as reports
+    from stnbook.birds import report as reports
 
     hw = {"cpu_model": "cpu", "torch_threads": 1}
     bench = {k: {"label": k, "median_s": t, "min_s": t, "config": {"crop": 20}}

@@ -35,7 +35,7 @@ import pytest
 import torch
 
 from chapters import ROOT, toc_files
-from stnlib import web
+from stnbook import web
 from stnlib.analysis import warp
 
 PAGES = [p.relative_to(ROOT).with_suffix(".html").as_posix() for p in toc_files()]
@@ -293,7 +293,7 @@ def site(book_html):
             pytest.fail("chromium is missing: scripts/setup.sh installs it (apt-get install chromium)")
         pytest.skip("chromium is not installed (bash scripts/setup.sh, or apt-get install chromium)")
     missing = web.check_vendored()
-    assert not missing, f"web assets missing ({missing}): run `python -m stnlib.web vendor`, then rebuild the book"
+    assert not missing, f"web assets missing ({missing}): run `python -m stnbook.web vendor`, then rebuild the book"
     handler = functools.partial(QuietHandler, directory=str(built_book))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

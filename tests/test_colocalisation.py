@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from stnlib.data.pairs import CoLocalisationBatches, colocalisation_set, random_crops
-from stnlib.experiments import Cell, Profile, get_cells, load_cell, run_cell
-from stnlib.experiments.colocalisation import (RECORD_STEPS, CoLocalisationConfig, CoLocaliser, hinge_triplets,
+from stnbook.experiments import Cell, Profile, get_cells, load_cell, run_cell
+from stnbook.colocalisation.experiment import (RECORD_STEPS, CoLocalisationConfig, CoLocaliser, hinge_triplets,
                                                localisation_scores, predicted_boxes, triplet_hinge_loss, true_theta)
-from stnlib.paths import results_dir
+from stnbook.paths import results_dir
 
 
 def digits(n=60, seed=0):
@@ -121,7 +121,7 @@ def test_experiment_uses_the_encoder_artifact_and_saves_the_trajectory(tmp_path)
     assert analysis["trajectory_steps"].tolist() == [s for s in RECORD_STEPS if s < 9]
     assert analysis["theta"].shape == (100, 3) and analysis["iou"].shape == (100,)
     # the model loaded from the artifact reproduces the saved theta (encoder weights included)
-    from stnlib.experiments.colocalisation import problem
+    from stnbook.colocalisation.experiment import problem
     with torch.no_grad():
         _, theta = model(problem(model.config)["x"])
     assert torch.allclose(theta, analysis["theta"], atol=2e-2)

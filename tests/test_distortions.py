@@ -12,7 +12,7 @@ from stnlib.data import (DISTORTIONS, KINDS, DistortedMNIST, apply_distortion, d
                          fixed_test_set, make_addition_batch, make_colocalisation_set, sample_distortion)
 from stnlib.transforms.projective import homography_from_points, projective_points
 
-CANVAS = {"none": 28, "R": 28, "RTS": 42, "P": 28, "E": 28, "TC": 60}
+CANVAS = {"none": 28, "R": 28, "RTS": 42, "P": 28, "E": 28, "TC": 60, "R180": 28}
 MNIST_ROOT = Path(__file__).resolve().parents[1] / "data"
 
 
@@ -36,7 +36,8 @@ def with_(params, **values):
 
 
 def test_paper_constants():
-    assert set(KINDS) == {"none", "R", "RTS", "P", "E", "TC"}
+    assert set(KINDS) == {"none", "R", "RTS", "P", "E", "TC", "R180"}
+    assert DISTORTIONS["R"].max_angle_deg == 90 and DISTORTIONS["R180"].max_angle_deg == 180
     assert {k: s.canvas for k, s in DISTORTIONS.items()} == CANVAS
     assert DISTORTIONS["RTS"].scale_range == (0.7, 1.2) and DISTORTIONS["RTS"].max_angle_deg == 45
     assert DISTORTIONS["TC"].clutter_count == 6 and DISTORTIONS["TC"].clutter_size == 6

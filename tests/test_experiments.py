@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from stnlib.experiments import Profile, get_cells, load_cell, load_results, run_cell
+from stnbook.experiments import (ArtifactConflict, ArtifactError, Profile, get_cells, load_cell, load_results,
+                                 run_cell)
 
 TINY = Profile("tiny", steps=12, batch_size=32, lr=2e-3, train_size=640, test_size=200)
 
@@ -21,7 +22,7 @@ def test_same_seed_same_numbers_and_artifacts_load(tmp_path):
     folder = tmp_path / "a" / "table1" / "tiny" / "R-st-fcn-affine" / "seed3"
     assert {p.name for p in folder.iterdir()} == {"metrics.json", "model.pt", "analysis.pt"}
     metrics, model, analysis = load_cell(cell, "tiny", root=tmp_path / "a", seed=3)
-    assert metrics["command"].startswith("python -m stnlib.experiments run table1")
+    assert metrics["command"].startswith("python -m stnbook run table1")
     assert metrics["hardware"]["torch_version"] and metrics["wall_time_s"] > 0
     assert analysis["pred"].shape == (200,) and analysis["theta"].shape == (200, 6)
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
@@ -31,10 +32,30 @@ def test_same_seed_same_numbers_and_artifacts_load(tmp_path):
     json.loads((folder / "metrics.json").read_text())
     again = run_cell(cell, TINY, seed=3, device="cpu", progress=False, root=tmp_path / "a")
     assert again["finished"] == a["finished"] and again["history"] == a["history"]
-    # ... but one made with other settings is retrained, not silently reused
+    # ... but one made with other settings is refused, naming the difference, and replaced only when forced
     longer = Profile("tiny", steps=14, batch_size=32, lr=2e-3, train_size=640, test_size=200)
-    redone = run_cell(cell, longer, seed=3, device="cpu", progress=False, root=tmp_path / "a")
+    with pytest.raises(ArtifactConflict, match="steps: 12 -> 14"):
+        run_cell(cell, longer, seed=3, device="cpu", progress=False, root=tmp_path / "a")
+    redone = run_cell(cell, longer, seed=3, device="cpu", progress=False, root=tmp_path / "a", force=True)
     assert redone["steps"] == 14 and redone["history"] != a["history"]
+
+
+def test_artifacts_are_verified_before_reuse(tmp_path, capsys):
+    cell = get_cells("table1", ["R-st-fcn-affine"])[0]
+    a = run_cell(cell, TINY, device="cpu", progress=False, root=tmp_path)
+    folder = tmp_path / "table1" / "tiny" / "R-st-fcn-affine"
+    assert set(a["files"]) == {"model.pt", "analysis.pt"}
+    # a damaged file is named, by load_cell and by run_cell (which trains the cell again)
+    (folder / "model.pt").write_bytes((folder / "model.pt").read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ArtifactError, match="model.pt"):
+        load_cell(cell, "tiny", root=tmp_path)
+    again = run_cell(cell, TINY, device="cpu", progress=True, root=tmp_path)
+    assert "model.pt" in capsys.readouterr().out and again["test_error"] == a["test_error"]
+    load_cell(cell, "tiny", root=tmp_path)  # repaired
+    # a corrupt metrics file is named
+    (folder / "metrics.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="metrics.json"):
+        run_cell(cell, TINY, device="cpu", progress=False, root=tmp_path)
 
 
 def test_cell_overrides_change_only_the_matching_cells(tmp_path):
@@ -51,8 +72,8 @@ def test_cell_overrides_change_only_the_matching_cells(tmp_path):
 
 
 def test_every_profile_makes_a_valid_training_config():
-    from stnlib.experiments import EXPERIMENTS
-    from stnlib.experiments.core import train_config
+    from stnbook.experiments import EXPERIMENTS
+    from stnbook.experiments import train_config
 
     for exp in EXPERIMENTS.values():
         for prof in exp.profiles.values():
@@ -68,3 +89,20 @@ def test_table1_has_every_cell_of_the_paper():
         for m in ("fcn", "cnn"):
             assert {f"{d}-{m}", f"{d}-st-{m}-affine", f"{d}-st-{m}-projective", f"{d}-st-{m}-tps"} <= ids
     assert {"TC-fcn", "TC-cnn", "TC-st-fcn-affine", "TC-st-cnn-affine"} <= ids
+
+
+def test_a_cell_being_trained_by_another_live_process_is_refused(tmp_path):
+    import os
+    import socket
+
+    from stnbook.experiments import CellBusy, run_dir_of
+
+    cell = get_cells("table1", ["R-st-fcn-affine"])[0]
+    lock = run_dir_of(cell, "tiny", tmp_path) / "lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(f"{socket.gethostname()} {os.getppid()}")  # a live process
+    with pytest.raises(CellBusy, match=str(os.getppid())):
+        run_cell(cell, TINY, device="cpu", progress=False, root=tmp_path)
+    lock.write_text(f"{socket.gethostname()} 999999999")  # a process that is gone: its lock is taken over
+    assert run_cell(cell, TINY, device="cpu", progress=False, root=tmp_path)["steps"] == 12
+    assert not lock.exists()

@@ -3,7 +3,7 @@
 book/_static/stn/explorer.js re-implements the grid generator and the bilinear sampler for the
 static book; these tests run it in node on several thetas, sizes and families and compare the
 grids and outputs with stnlib's own to float tolerance. They also check the HTML that
-stnlib.web emits and the vendoring of the web assets (offline, with a stand-in npm).
+stnbook.web emits and the vendoring of the web assets (offline, with a stand-in npm).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from chapters import ROOT
-from stnlib import web
+from stnbook import web
 from stnlib.analysis import warp
 from stnlib.geometry import sampling_outline
 from stnlib.transforms import affine_from_params, decompose_affine, get_transform
@@ -211,7 +211,7 @@ def test_prediction_explorer_from_a_model():
 
 def test_landing_figure_is_committed_and_drawable():
     png = ROOT / "book" / "_static" / "stn" / "figures" / "three_parts.png"
-    assert png.is_file(), "run `python -m stnlib.web figures`"
+    assert png.is_file(), "run `python -m stnbook.web figures`"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     import matplotlib
 

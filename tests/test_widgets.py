@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from stnlib.transforms import affine_from_params
-from stnlib.widgets import ThetaExplorer, theta_from_controls
+from stnbook.widgets import ThetaExplorer, theta_from_controls
 
 
 @pytest.fixture

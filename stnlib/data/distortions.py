@@ -73,7 +73,7 @@ from functools import lru_cache
 
 import torch
 
-from ..coords import normalized_to_pixel, pixel_to_normalized
+from ..coords import normalized_to_pixel
 from ..sampler import bilinear_sample
 from ..transforms import get_transform
 from ..transforms.affine import affine_matrix

@@ -34,7 +34,6 @@ from typing import BinaryIO
 import torch
 
 from stnlib.io import atomic_open, remove_stale_temporaries, sha256_file
-from stnlib.paths import resolve
 
 MNIST_FILES: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -203,7 +202,7 @@ def load_mnist(split: str, root: str | os.PathLike[str] = "data") -> tuple[torch
         MnistDataError: Files are missing or malformed; the message says how to fetch them.
     """
     _check_split(split)
-    directory = resolve(root) / "mnist"  # relative roots also work from book/ (see stnlib.paths)
+    directory = Path(root) / "mnist"
     paths = [directory / name for name in MNIST_FILES[split]]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:

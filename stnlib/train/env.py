@@ -60,7 +60,7 @@ def _cpu_flags() -> set[str]:
 
 def fast_settings(device: str | torch.device = "auto", model: nn.Module | None = None) -> dict[str, Any]:
     """The fastest accurate ``precision`` / ``channels_last`` for training ``model`` on ``device``, as measured
-    by ``python -m stnlib.bench step``: bf16 autocast and channels-last for convolutional models on CPUs with
+    by ``python -m stnbook.cost.bench step``: bf16 autocast and channels-last for convolutional models on CPUs with
     bf16 instructions (AMX or AVX-512 BF16), where they make a step 2.6-3.9x faster; fp32 for fully connected
     models (bf16 makes their 1-7 ms steps slower) and on other CPUs. On a GPU the book's small models are
     bound by kernel launches, not arithmetic, so fp32 costs nothing there.

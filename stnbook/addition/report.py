@@ -1,0 +1,333 @@
+"""Tables and figures of the two-digit addition chapter (paper A.1, Table 4), computed from the artifacts of the
+"addition" experiment.
+
+The paper's numbers (Table 4) and tensorpack's (its MNIST-addition example) are kept here only to be printed beside
+ours, never as results.
+"""
+
+from __future__ import annotations
+
+import html
+from functools import lru_cache
+
+import matplotlib.pyplot as plt
+import torch
+
+from stnbook.experiments import get_cells, load_results
+from stnbook import artifacts as common
+from stnbook.addition.experiment import EXPERIMENT, FAMILIES, addition_test_pairs, attention_split
+from stnlib.geometry import sampling_outline
+from stnbook.figures import html_table, draw_outline, imshow
+
+CELLS = [c.id for c in get_cells(EXPERIMENT)]
+SHORT = {"affine": "Aff", "projective": "Proj", "tps": "TPS"}
+# Table 4 of the paper, % error. The paper's best single ST-FCN is 18.5%; its projective and TPS entries are not
+# listed here separately, so ST-FCN Proj / TPS stay empty and the best single ST-FCN gets a row of its own.
+PAPER_TABLE4 = {"fcn": 47.7, "cnn": 14.7, "st-fcn-affine": 22.6, "st-fcn-projective": None, "st-fcn-tps": None,
+                "2st-fcn-affine": 9.0, "2st-fcn-projective": 5.9, "2st-fcn-tps": 5.8}
+PAPER_BEST_SINGLE_ST = 18.5
+TENSORPACK_2ST_AFFINE = 8.8  # tensorpack's MNIST-addition example, 2 affine STs, about 300 epochs
+ST1, ST2 = "#00e5ff", "#ff2bd6"  # the two transformers' colours: cyan and magenta (digits are shown red/green)
+
+
+def row_name(cell: str) -> str:
+    """The paper's row label of a cell id, e.g. "2xST-FCN TPS"."""
+    if "-" not in cell:
+        return cell.upper()
+    head, arch, tf = cell.split("-")
+    return f"{'2x' if head == '2st' else ''}ST-{arch.upper()} {SHORT[tf]}"
+
+
+def chapter_results(profile: str) -> tuple[dict[str, dict], str]:
+    """(metrics by cell, profile): the committed full run, or every cell trained now with the smoke budget."""
+    return common.chapter_results(EXPERIMENT, profile)
+
+
+def chapter_cell(cell: str, profile: str):
+    """(metrics, model, analysis) of one cell, or None with a note when it has no artifact."""
+    return common.chapter_cell(EXPERIMENT, cell, profile)
+
+
+def parameter_counts(results: dict[str, dict]) -> str:
+    """One line per cell: its parameter count and classifier width (the budget is matched by width)."""
+    return "\n".join(f"{row_name(c):18s} {results[c]['params']:>8,} parameters (classifier width {results[c]['width']})"
+                     for c in CELLS if c in results)
+
+
+def best_single(results: dict[str, dict]) -> dict | None:
+    """Metrics of our best single-transformer ST-FCN, or None when none was run."""
+    return min((results[c] for c in CELLS if c.startswith("st-") and c in results), key=lambda m: m["test_error"],
+               default=None)
+
+
+def table4_html(results: dict[str, dict]) -> str:
+    """Paper vs ours for every row of Table 4, with our parameter count and training time, and the best single
+    ST-FCN of each (the paper's: 18.5%) after the single ST-FCN rows."""
+    rows = []
+
+    def ours_cell(m):
+        return "&ndash;" if m is None else (
+            f"<b>{m['test_error']:.1f}</b><br><small>{m['params'] / 1000:.0f}k p, {m['wall_time_s']:.0f} s</small>")
+
+    for c in CELLS:
+        paper = PAPER_TABLE4[c]
+        rows.append(f"<tr><th>{html.escape(row_name(c))}</th><td>{'&ndash;' if paper is None else paper}</td>"
+                    f"<td>{ours_cell(results.get(c))}</td></tr>")
+        if c == "st-fcn-tps":
+            best = best_single(results)
+            name = "" if best is None else f"<br><small>({html.escape(row_name(best['cell']))})</small>"
+            rows.append(f"<tr><th>ST-FCN, best single transformer</th><td>{PAPER_BEST_SINGLE_ST}</td>"
+                        f"<td>{ours_cell(best)}{name}</td></tr>")
+    return ("<table class='stn-table'><tr><th>% test error</th><th>paper</th><th>ours</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def provenance(results: dict[str, dict]) -> str:
+    """One sentence naming the command, profile, hardware and total time behind ``results``."""
+    return common.provenance(results, EXPERIMENT)
+
+
+@lru_cache(maxsize=4)
+def test_pairs(n: int | None = None) -> dict:
+    """The fixed test pairs (:func:`~stnbook.experiments.addition.addition_test_pairs`), built once per ``n`` in a
+    process, since several tables and figures of the chapter read the same set. Treat it as read-only."""
+    return addition_test_pairs(n)
+
+
+def chance_error(n: int | None = None) -> float:
+    """% error of always answering the most frequent sum (9) on the fixed test pairs."""
+    y = test_pairs(n)["y"]
+    return 100 * (1 - torch.bincount(y, minlength=19).max().item() / len(y))
+
+
+def comparison(results: dict[str, dict], n: int | None = None) -> list[str]:
+    """Sentences: chance level, each row against the paper, and the 2xST-FCN against the anchors."""
+    if not results:
+        return []
+    size = next(iter(results.values()))["test_size"]
+    lines = [f"chance (always answer the most frequent sum): {chance_error(size):.1f}% error on these {size} pairs"]
+    for c in CELLS:
+        m, paper = results.get(c), PAPER_TABLE4[c]
+        if m is not None and paper is not None:
+            lines.append(f"{row_name(c):18s} ours {m['test_error']:5.1f}%  paper {paper:4.1f}%  "
+                         f"gap {m['test_error'] - paper:+5.1f} points")
+    single = best_single(results)
+    if single is not None:
+        lines.append(f"best single ST-FCN ({row_name(single['cell'])}): {single['test_error']:.1f}% vs the paper's best "
+                     f"single ST-FCN {PAPER_BEST_SINGLE_ST}% (gap {single['test_error'] - PAPER_BEST_SINGLE_ST:+.1f} "
+                     f"points)")
+    best = min((results[c] for c in CELLS if c.startswith("2st") and c in results), key=lambda m: m["test_error"],
+               default=None)
+    if best is not None:
+        lines.append(f"best 2xST-FCN ({best['cell']}): {best['test_error']:.1f}% vs the paper's best 5.8% and "
+                     f"tensorpack's {TENSORPACK_2ST_AFFINE}% (2xST affine, about 300 epochs)")
+    return lines
+
+
+def split_table(results: dict[str, dict]) -> str:
+    """HTML: per transformer cell, how often each transformer prefers digit a, its mean IoU with each digit, and
+    for 2xST how often the two prefer different digits; first row, two transformers at the identity (on the same
+    test pairs)."""
+    n = max((m["attention_split"]["split_pairs"] for m in results.values() if "attention_split" in m), default=1000)
+    boxes = test_pairs(n)["box"]
+    ident = attention_split(torch.tensor([[[1.0, 0, 0]] * 2] * len(boxes)), "attention", boxes)
+    rows = [("identity (no attention), 2 STs", ident["prefers_a"].tolist(), ident["mean_iou"].tolist(),
+             ident["split"], ident["split_covered"])]
+    for c in CELLS:
+        s = results.get(c, {}).get("attention_split")
+        if s is not None:
+            rows.append((row_name(c), s["prefers_a"], s["mean_iou"], s.get("split"), s.get("split_covered")))
+    body = []
+    for name, pref, iou, split, covered in rows:
+        k = len(pref)
+        cells = [f"ST{i + 1}: {pref[i]:.0f}%" for i in range(k)]
+        ious = [f"ST{i + 1}: {iou[i][0]:.2f} / {iou[i][1]:.2f}" for i in range(k)]
+        sp = "&ndash;" if split is None else f"{split:.0f}% ({covered:.0f}%)"
+        body.append(f"<tr><th>{html.escape(name)}</th><td>{'<br>'.join(cells)}</td><td>{'<br>'.join(ious)}</td>"
+                    f"<td>{sp}</td></tr>")
+    return ("<table class='stn-table'><tr><th>model</th><th>prefers digit a</th><th>mean IoU with a / b</th>"
+            "<th>the two prefer different digits (and each IoU &gt; 0.5)</th></tr>" + "".join(body) + "</table>")
+
+
+def composite(x: torch.Tensor) -> torch.Tensor:
+    """(2, H, W) pair -> (3, H, W) RGB: digit a red, digit b green (yellow where they overlap)."""
+    return torch.stack([x[0], x[1], torch.zeros_like(x[0])]).clamp(0, 1)
+
+
+def plot_pairs(n: int = 8):
+    """The first ``n`` fixed test pairs: each channel on its own, and both as one RGB image (a red, b green)."""
+    data = test_pairs(n)
+    fig, axes = plt.subplots(3, n, figsize=(1.2 * n, 3.7), squeeze=False)
+    for j in range(n):
+        a, b = data["labels"][j].tolist()
+        imshow(axes[0, j], data["x"][j, 0], f"a = {a}")
+        imshow(axes[1, j], data["x"][j, 1], f"b = {b}")
+        imshow(axes[2, j], composite(data["x"][j]), f"sum {a + b}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_split(model, n: int = 6, offset: int = 0):
+    """The famous figure: for ``n`` test pairs, the input (digit a red, digit b green) with ST1's (cyan) and ST2's
+    (magenta) sampled regions, and each transformer's 2-channel output below."""
+    data = test_pairs(offset + n)
+    x = data["x"][offset:]
+    with torch.no_grad():
+        warped, theta = model.transform_input(x)
+        pred = model(x).argmax(1)
+    tf = model.st.transform
+    k = model.config.num_transformers
+    fig, axes = plt.subplots(1 + k, n, figsize=(1.55 * n, 1.65 * (1 + k)), squeeze=False)
+    for j in range(n):
+        y = data["labels"][offset + j].tolist()
+        ok = "ok" if pred[j] == data["y"][offset + j] else "wrong"
+        imshow(axes[0, j], composite(x[j]), f"{y[0]}+{y[1]}: says {pred[j].item()} ({ok})")
+        th = theta[j] if k > 1 else theta[j][None]
+        for i, color in zip(range(k), (ST1, ST2)):
+            draw_outline(axes[0, j], sampling_outline(th[i], tf, x.shape[-2:]), color)
+            imshow(axes[1 + i, j], composite(warped[j, 2 * i:2 * i + 2]))
+    for i, color in zip(range(k), (ST1, ST2)):
+        axes[1 + i, 0].set_ylabel(f"ST{i + 1} output", color=color, fontsize=9)
+    axes[0, 0].set_ylabel("input", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def figure_split(profile: str, cells=None, n: int = 6):
+    """:func:`plot_split` for each of ``cells`` (transformer cells; default: the 2xST-FCN of every family) that
+    has an artifact."""
+    def draw(cell, metrics, model, analysis):
+        fig = plot_split(model, n)
+        fig.suptitle(f"{row_name(cell)}: {metrics['test_error']:.1f}% test error", y=1.02, fontsize=10)
+        return fig
+    cells = cells if cells is not None else [f"2st-fcn-{tf}" for tf in FAMILIES]
+    return common.cell_figures(EXPERIMENT, profile, cells, draw)
+
+
+def figure_preference(results: dict[str, dict], profile: str):
+    """For each 2xST-FCN: per test pair, IoU(a) - IoU(b) of ST1 against that of ST2. A clean split puts the points
+    in the top-left and bottom-right quadrants; two transformers doing the same thing lie on the diagonal."""
+    cells = [c for c in CELLS if c.startswith("2st") and c in results]
+    if not cells:
+        return None
+    fig, axes = plt.subplots(1, len(cells), figsize=(3.2 * len(cells), 3.1), squeeze=False)
+    for ax, c in zip(axes[0], cells):
+        got = chapter_cell(c, profile)
+        if got is None:
+            continue
+        iou = got[2]["iou"]
+        d = iou[..., 0] - iou[..., 1]
+        ax.scatter(d[:, 0], d[:, 1], s=3, alpha=0.4)
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.axvline(0, color="0.6", lw=0.8)
+        ax.set(xlabel="ST1: IoU(a) - IoU(b)", ylabel="ST2: IoU(a) - IoU(b)", title=row_name(c),
+               xlim=(-1, 1), ylim=(-1, 1))
+    fig.tight_layout()
+    return fig
+
+
+def plot_training(results: dict[str, dict], smooth: int = 4):
+    """Training cross-entropy against step (running mean over ``smooth`` logging intervals), one curve per cell,
+    with the entropy of the sum's distribution: the loss of a model that has learned nothing about the digits."""
+    fig, ax = plt.subplots(figsize=(5.8, 3.3))
+    for c in CELLS:
+        if c in results:
+            h = results[c]["history"]
+            loss = torch.tensor([e["loss"] for e in h])
+            kernel = torch.ones(min(smooth, len(loss))) / min(smooth, len(loss))
+            smoothed = torch.nn.functional.conv1d(loss[None, None], kernel[None, None])[0, 0]
+            ax.plot([e["step"] for e in h][len(h) - len(smoothed):], smoothed, label=row_name(c), lw=1)
+    p = torch.bincount(test_pairs()["y"], minlength=19).double()
+    p = p / p.sum()
+    ax.axhline(-(p[p > 0] * p[p > 0].log()).sum().item(), color="0.4", ls="--", lw=1, label="knows nothing")
+    ax.set(xlabel="step", ylabel="training cross-entropy")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def full_results() -> dict[str, dict]:
+    """The committed runs of the "full" profile (whatever profile the chapter runs in)."""
+    return load_results(EXPERIMENT, "full")
+
+
+def long_results() -> dict[str, dict]:
+    """The committed runs of the "long" profile (40x the full profile's pairs; five of the rows)."""
+    return load_results(EXPERIMENT, "long")
+
+
+def _split_note(m: dict) -> str:
+    s = m.get("attention_split", {})
+    return f"<br><small>split {s['split']:.0f}% ({s['split_covered']:.0f}%)</small>" if "split" in s else ""
+
+
+def long_table_html(full: dict[str, dict], long: dict[str, dict]) -> str:
+    """Per long-profile cell: paper, the full profile and the long profile (% error, compute, split)."""
+    return common.profiles_html(full, long, PAPER_TABLE4, row_name, _split_note)
+
+
+def long_gaps(full: dict[str, dict], long: dict[str, dict]) -> list[str]:
+    """Per long-profile cell: ours in the full and the long profile, and the gap to the paper in each."""
+    return common.profile_gap_lines(full, long, PAPER_TABLE4, row_name)
+
+
+def plot_eval_curves(long: dict[str, dict]):
+    """Test error (first 5,000 fixed pairs) against step for each long run, with chance and the paper's number."""
+    if not long:
+        return None
+    return common.plot_eval_curves(long, PAPER_TABLE4, row_name, chance_error(next(iter(long.values()))["test_size"]),
+                                   ylim=(0, 100))
+
+
+def closing(results: dict[str, dict], long: dict[str, dict] | None = None) -> str:
+    """The closing note in HTML (paragraphs and a table), computed from the artifacts: Table 4 and the measured
+    split, and the long-profile runs when given."""
+    if not results:
+        return "<p>No artifacts: nothing to conclude.</p>"
+    size = next(iter(results.values()))["test_size"]
+    header = ["model", "paper %", "ours %", "ST1 prefers a", "ST2 prefers a", "STs prefer different digits"]
+    rows = []
+    for c in CELLS:
+        m = results.get(c)
+        if m is None:
+            continue
+        s = m.get("attention_split") or {}
+        pref = [f"{v:.0f}%" for v in s.get("prefers_a", [])] + [""] * 2
+        split = f"{s['split']:.0f}% ({s['split_covered']:.0f}% with IoU > 0.5)" if "split" in s else ""
+        paper = PAPER_TABLE4[c]
+        rows.append([row_name(c), "" if paper is None else str(paper), f"{m['test_error']:.1f}", pref[0], pref[1],
+                     split])
+    best = min(results.values(), key=lambda m: m["test_error"])
+    before = [f"On {size:,} fixed test pairs, chance (always answering 9) is {chance_error(size):.1f}% error. "
+              f"Our best model is {row_name(best['cell'])} at {best['test_error']:.1f}%; the paper's best is 5.8% "
+              f"(2xST-FCN TPS) and tensorpack reached {TENSORPACK_2ST_AFFINE}%."]
+    single = best_single(results)
+    if single is not None:
+        before.append(f"Our best single ST-FCN is {row_name(single['cell'])} at {single['test_error']:.1f}%; the "
+                      f"paper's best single ST-FCN is {PAPER_BEST_SINGLE_ST}%.")
+    after = []
+    twos = [results[c]["attention_split"] for c in CELLS if c.startswith("2st") and c in results]
+    if twos:
+        top = max(s["split"] for s in twos)
+        after.append(f"The two transformers of a 2xST-FCN prefer different digits in at most {top:.0f}% of the "
+                     f"{twos[0]['split_pairs']:,} measured pairs (two transformers at the identity: 0%; a clean "
+                     f"split: 100%).")
+    for c, m in (long or {}).items():
+        paper = PAPER_TABLE4.get(c)
+        s = m.get("attention_split", {})
+        split = (f"; the two transformers prefer different digits in {s['split']:.0f}% of {s['split_pairs']:,} pairs "
+                 f"({s['split_covered']:.0f}% with IoU > 0.5 each)") if "split" in s else ""
+        full = results.get(c)
+        after.append(f"Long profile, {row_name(c)}: {m['test_error']:.1f}% after {m['steps']:,} steps at batch "
+                     f"{m['batch_size']} ({m['wall_time_s'] / 60:.0f} min)"
+                     + (f", against {full['test_error']:.1f}% in the {full['profile']} profile" if full else "")
+                     + (f" and the paper's {paper}%" if paper is not None else "") + split + ".")
+    return (common.paragraphs_html(before) + html_table(header, rows, "Table 4 beside the paper, full profile", escape=True, row_headers=True)
+            + common.paragraphs_html(after))
+
+
+__all__ = ["CELLS", "PAPER_BEST_SINGLE_ST", "PAPER_TABLE4", "TENSORPACK_2ST_AFFINE", "best_single", "chance_error",
+           "chapter_cell", "chapter_results", "closing", "comparison", "composite", "figure_preference",
+           "figure_split", "full_results", "long_gaps", "long_results", "long_table_html", "parameter_counts",
+           "plot_eval_curves", "plot_pairs", "plot_split", "plot_training", "provenance", "row_name", "split_table",
+           "table4_html", "test_pairs"]

@@ -1,0 +1,131 @@
+"""What every chapter's report module shares: where a chapter's numbers come from, and how to say so."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+
+import matplotlib.pyplot as plt
+
+from stnbook.experiments import get_cells, load_cell, load_results, run
+from stnbook.paths import results_dir
+
+SMOKE_ROOT = "runs"  # smoke artifacts go under results/runs/ (git-ignored)
+
+
+def chapter_results(experiment: str, profile: str, smoke_cells: list[str] | None = None) -> tuple[dict[str, dict], str]:
+    """(metrics by cell, profile they come from). "artifacts": the committed full run; "smoke": train
+    ``smoke_cells`` (default every cell) now with the smoke budget, into the ignored ``results/runs``."""
+    if profile == "artifacts":
+        return load_results(experiment, "full"), "full"
+    if profile != "smoke":
+        raise ValueError(f"profile must be 'artifacts' or 'smoke', got {profile!r}")
+    return run(experiment, "smoke", smoke_cells, progress=False, root=results_dir() / SMOKE_ROOT), "smoke"
+
+
+def chapter_cell(experiment: str, cell: str, profile: str):
+    """(metrics, model, analysis) of one cell for the chapter's profile, or None (with a note saying which
+    command makes it) when that cell has no artifact yet. ``profile``: "artifacts" (the committed full
+    run), "smoke" (this run's smoke artifacts) or the name of another committed profile (e.g. "long")."""
+    c = get_cells(experiment, [cell])[0]
+    prof = {"artifacts": "full"}.get(profile, profile)
+    try:
+        return load_cell(c, "smoke", root=results_dir() / SMOKE_ROOT) if profile == "smoke" else load_cell(c, prof)
+    except FileNotFoundError:
+        print(f"[{cell} has no {prof} artifact yet: `python -m stnbook run {experiment} --profile {prof} "
+              f"--cells {cell}` makes it]")
+        return None
+
+
+def cell_figures(experiment: str, profile: str, cells, draw: Callable) -> list:
+    """``draw(cell, metrics, model, analysis)`` for each of ``cells`` that has an artifact in the chapter's
+    ``profile`` (see :func:`chapter_cell`); the figures, in order."""
+    figs = []
+    for c in cells:
+        got = chapter_cell(experiment, c, profile)
+        if got is not None:
+            figs.append(draw(c, *got))
+    return figs
+
+
+def paragraphs_html(lines: list[str]) -> str:
+    """HTML paragraphs from plain-text lines (escaped; empty lines dropped)."""
+    return "".join(f"<p>{html.escape(line)}</p>" for line in lines if line)
+
+
+def provenance(results: dict[str, dict], experiment: str) -> str:
+    """One sentence naming the command, profile, hardware and total time behind ``results``."""
+    if not results:
+        return "No artifacts found."
+    any_m = max(results.values(), key=lambda m: m["finished"])  # the newest names the profile as it is now
+    hw = any_m["hardware"]
+    total = sum(m["wall_time_s"] for m in results.values())
+    dates = sorted(m["finished"] for m in results.values())
+    return (f"{len(results)} cells from `python -m stnbook run {experiment} --profile {any_m['profile']}` "
+            f"({any_m['profile_description']}); hardware: {hw.get('cpu_model', '?')} x{hw.get('cpu_count', '?')} "
+            f"({hw.get('device')}, {hw.get('torch_threads')} thread(s), torch {hw.get('torch_version')}); "
+            f"total training time {total / 60:.1f} min; finished {dates[0]} to {dates[-1]}. Times were measured "
+            f"while other jobs shared the cores, so they overstate what each cell costs alone.")
+
+
+def profiles_html(full: dict[str, dict], long: dict[str, dict], paper: dict[str, float | None],
+                  name: Callable[[str], str], note: Callable[[dict], str] = lambda m: "") -> str:
+    """HTML: per cell of ``long``, the paper's % error, ours in the full and in the long profile (steps x
+    batch and minutes below each), plus ``note(metrics)`` (HTML) under ours."""
+    rows = []
+    for c, m_long in long.items():
+        cols = []
+        for m in (full.get(c), m_long):
+            cols.append("&ndash;" if m is None else
+                        f"<b>{m['test_error']:.2f}</b><br><small>{m['steps']:,} steps x {m['batch_size']}, "
+                        f"{m['wall_time_s'] / 60:.1f} min</small>{note(m)}")
+        ref = paper.get(c)
+        rows.append(f"<tr><th>{html.escape(name(c))}</th><td>{'&ndash;' if ref is None else ref}</td>"
+                    + "".join(f"<td>{v}</td>" for v in cols) + "</tr>")
+    return ("<table class='stn-table'><tr><th>% test error</th><th>paper</th><th>ours, full</th><th>ours, long</th>"
+            "</tr>" + "".join(rows) + "</table>")
+
+
+def profile_gap_lines(full: dict[str, dict], long: dict[str, dict], paper: dict[str, float | None],
+                      name: Callable[[str], str]) -> list[str]:
+    """Per cell of ``long``: our error in the full and the long profile, and the gap to the paper in each."""
+    lines = []
+    for c, m in long.items():
+        f, ref = full.get(c), paper.get(c)
+        if f is None:
+            text = f"{name(c)}: {m['test_error']:.2f}% (long)"
+        else:
+            ratio = m["steps"] * m["batch_size"] / (f["steps"] * f["batch_size"])
+            text = (f"{name(c)}: {f['test_error']:.2f}% (full) -> {m['test_error']:.2f}% (long, {ratio:.0f}x the "
+                    f"training examples)")
+        if ref is not None:
+            before = "" if f is None else f"{f['test_error'] - ref:+.2f} -> "
+            text += f"; paper {ref}%: gap {before}{m['test_error'] - ref:+.2f} points"
+        lines.append(text)
+    return lines
+
+
+def plot_eval_curves(runs: dict[str, dict], paper: dict[str, float | None], name: Callable[[str], str],
+                     chance: float | None = None, ylim: tuple[float, float] | None = None, log: bool = False):
+    """Test error against step for each run (its ``eval_history``), the paper's number dotted in the same
+    colour, and chance dashed. The learning rate decays to zero over each run, so a point is not what a
+    shorter run would have reached."""
+    if not runs:
+        return None
+    fig, ax = plt.subplots(figsize=(5.8, 3.3))
+    for c, m in runs.items():
+        ev = m["eval_history"]
+        line, = ax.plot([e["step"] for e in ev], [e["error"] for e in ev], marker="o", ms=3, label=name(c))
+        if paper.get(c) is not None:
+            ax.axhline(paper[c], color=line.get_color(), ls=":", lw=1)
+    if chance is not None:
+        ax.axhline(chance, color="0.4", ls="--", lw=1, label="chance")
+    batch = next(iter(runs.values()))["batch_size"]
+    ax.set(xlabel=f"step (batch {batch})", ylabel="% test error (dotted: paper)")
+    if log:
+        ax.set_yscale("log")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,1 @@
+"""Co-localisation (paper A.2): the experiment and its chapter's report."""

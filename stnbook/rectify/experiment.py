@@ -1,0 +1,95 @@
+"""When does a spatial transformer rectify? Rotated MNIST, measured by how much of each rotation theta undoes.
+
+The paper's Table 1 figure shows R test digits coming out of the affine ST-CNN upright. Whether a trained
+transformer does that is measured here, not assumed: :func:`~stnlib.analysis.rectification` fits the
+rotation implied by theta (:func:`~stnlib.analysis.rotation_deg`) against the applied angle on the fixed test
+set; |slope| near 1 with |r| near 1 means the rotation is undone, a slope near 0 means the transformer leaves
+it to the classifier. :class:`RectificationProbe` takes the measure at every evaluation, so each artifact's
+``eval_history`` shows how it grows with training.
+
+Cells: the affine ST-FCN and ST-CNN on R (rotations in [-90, 90] degrees, the paper's) and on R180 (the
+whole circle, not in the paper): with every pose possible, which pose does the transformer settle on for
+each class? Models use the Table 1 R column's budget (a width-32 CNN, about 42k parameters): a smaller
+classifier leaves more of the work to the transformer.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from stnlib.analysis import rectification, rotation_deg
+from stnbook.paths import load_mnist
+from stnlib.data.distortions import DistortedMNIST, fixed_test_set
+from stnlib.models import ModelConfig, build_model, default_budget
+from stnlib.train import Callback
+from stnbook.experiments import Cell, Experiment, Profile, register
+from stnbook.table1.experiment import rebuild
+
+PROBE_SIZE = 1000  # test images the probe measures at every evaluation
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", steps=100, batch_size=64, lr=2e-3, train_size=5_000, test_size=500, eval_every=50,
+                     description="CI: 100 steps on a 5k-image subset; proves the cells train and the probe runs"),
+    "full": Profile("full", steps=60_000, batch_size=128, lr=1e-3, eval_every=5_000,
+                    description="60,000 Adam steps at batch 128 (128 epochs), cosine decay, lr 1e-3"),
+}
+
+
+def rectify_cells() -> list[Cell]:
+    """Affine ST-FCN and ST-CNN on R (+-90 degrees) and R180 (+-180 degrees), at the R column's budget."""
+    budget = default_budget((28, 28), width=32)
+    return [Cell("rectify", f"{kind}-st-{arch}-affine", kind,
+                 ModelConfig(arch, "affine", (28, 28), param_budget=budget))
+            for kind in ("R", "R180") for arch in ("fcn", "cnn")]
+
+
+def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device, root=None):
+    x, y = load_mnist("train")
+    tx, ty = load_mnist("test")
+    if profile.train_size is not None:
+        x, y = x[:profile.train_size], y[:profile.train_size]
+    if profile.test_size is not None:
+        tx, ty = tx[:profile.test_size], ty[:profile.test_size]
+    return DistortedMNIST(cell.task, x, y, profile.batch_size, seed=seed, device=device), fixed_test_set(cell.task, tx, ty)
+
+
+@torch.no_grad()
+def predict_theta(model, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted classes, theta) of ``model`` on ``x``, in eval mode, on the model's device; CPU tensors."""
+    was_training = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    preds, thetas = [], []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size].to(dev)
+        warped, theta = model.transform_input(xb)
+        preds.append(model.classifier(model.normalize(model.pool(warped))).argmax(1).cpu())
+        thetas.append(theta.float().cpu())
+    model.train(was_training)
+    return torch.cat(preds), torch.cat(thetas)
+
+
+class RectificationProbe(Callback):
+    """At every evaluation: the rectification fit on the first :data:`PROBE_SIZE` test images, added to the
+    eval history as ``rect_slope`` and ``rect_r``."""
+
+    def __init__(self, test: dict):
+        self.x = test["x"][:PROBE_SIZE]
+        self.angle = test["params"]["angle_deg"][:PROBE_SIZE]
+
+    def on_eval(self, trainer, step: int, eval_metrics: dict) -> None:
+        _, theta = predict_theta(trainer.model, self.x)
+        fit = rectification(self.angle, rotation_deg(theta))
+        trainer.eval_history[-1].update({"rect_slope": fit["slope"], "rect_r": fit["r"]})
+
+
+def analyse(model, test: dict, cell: Cell) -> dict:
+    """Predicted class and theta of every test image, and the rectification fit on all of them."""
+    pred, theta = predict_theta(model, test["x"])
+    fit = rectification(test["params"]["angle_deg"], rotation_deg(theta))
+    return {"pred": pred.to(torch.uint8), "theta": theta,
+            "metrics": {"rectification": fit}}
+
+
+RECTIFY = register(Experiment("rectify", rectify_cells, PROFILES, make_data, build_model, rebuild, analyse,
+                              callbacks=lambda cell, test: [RectificationProbe(test)]))

@@ -1,0 +1,524 @@
+"""Tables and figures of the distorted-MNIST chapter, computed from experiment artifacts.
+
+The paper's numbers (Table 1 and the TC text of Sec. 4.1) are kept here only to be printed beside ours,
+never as results.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+
+import matplotlib.pyplot as plt
+import torch
+
+from stnbook.paths import load_mnist
+from stnbook.experiments import load_results
+from stnlib.data.distortions import fixed_test_set
+from stnbook import artifacts as common
+from stnlib.geometry import sampling_outline
+from stnlib.transforms import decompose_affine
+from stnbook.figures import COLORS, draw_outline, html_table, imshow
+
+ROWS = [("fcn", None), ("cnn", None), ("fcn", "affine"), ("fcn", "projective"), ("fcn", "tps"),
+        ("cnn", "affine"), ("cnn", "projective"), ("cnn", "tps")]
+COLUMNS = ("R", "RTS", "P", "E", "TC")
+PAPER_TABLE1 = {  # % test error; TC from the text (ST-FCN / ST-CNN there are affine)
+    ("fcn", None): [2.1, 5.2, 3.1, 3.2, 13.2], ("cnn", None): [1.2, 0.8, 1.5, 1.4, 3.5],
+    ("fcn", "affine"): [1.2, 0.8, 1.5, 2.7, 2.0], ("fcn", "projective"): [1.3, 0.9, 1.4, 2.6, None],
+    ("fcn", "tps"): [1.1, 0.8, 1.4, 2.4, None], ("cnn", "affine"): [0.7, 0.5, 0.8, 1.2, 1.7],
+    ("cnn", "projective"): [0.8, 0.6, 0.8, 1.3, None], ("cnn", "tps"): [0.7, 0.5, 0.8, 1.1, None],
+}
+SMOKE_CELLS = ["R-cnn", "R-st-cnn-affine", "RTS-cnn", "RTS-st-cnn-affine", "E-st-cnn-affine", "E-st-cnn-tps"]
+
+
+SHORT = {"affine": "Aff", "projective": "Proj", "tps": "TPS"}
+
+
+def row_name(arch: str, transform: str | None) -> str:
+    """The paper's row label, e.g. "ST-CNN Aff"."""
+    return arch.upper() if transform is None else f"ST-{arch.upper()} {SHORT[transform]}"
+
+
+def cell_id(dist: str, arch: str, transform: str | None) -> str:
+    return f"{dist}-{arch}" if transform is None else f"{dist}-st-{arch}-{transform}"
+
+
+def chapter_results(profile: str) -> tuple[dict[str, dict], str]:
+    """(metrics by cell, profile): the committed full run, or :data:`SMOKE_CELLS` trained now (smoke)."""
+    return common.chapter_results("table1", profile, SMOKE_CELLS)
+
+
+def chapter_cell(cell: str, profile: str):
+    """(metrics, model, analysis) of one Table 1 cell, or None with a note when it has no artifact."""
+    return common.chapter_cell("table1", cell, profile)
+
+
+def figure_st_predictions(profile: str, kinds: Sequence[str], families: Sequence[str], n: int = 5) -> list:
+    """:func:`plot_st_predictions` for every distortion in ``kinds`` and ST-CNN family that has an artifact."""
+    figs = []
+    for kind in kinds:
+        entries = {}
+        for tf in families:
+            got = chapter_cell(f"{kind}-st-cnn-{tf}", profile)
+            if got is not None:
+                entries[f"ST-CNN {tf}"] = got[1:]
+        if entries:
+            fig = plot_st_predictions(kind, entries, n)
+            fig.suptitle(kind, y=1.01)
+            figs.append(fig)
+    return figs
+
+
+def figure_theta_vs_truth(profile: str):
+    """Rotation of the R ST-CNN's theta against the applied angle; sampled size on RTS against the applied scale."""
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2))
+    found = {}
+    for ax, (cell, kind, key) in zip(axes, [("R-st-cnn-affine", "R", "angle_deg"), ("RTS-st-cnn-affine", "RTS", "scale")]):
+        got = chapter_cell(cell, profile)
+        if got is None:
+            ax.set_axis_off()
+            continue
+        theta = got[2]["theta"]
+        truth = test_set(kind, len(theta))["params"][key]
+        if key == "angle_deg":
+            _, found["rotation"] = plot_theta_vs_truth(truth, rotation_of(theta), "applied rotation (deg)",
+                                                       "rotation of predicted theta (deg)", ax)
+        else:
+            _, found["scale"] = plot_theta_vs_truth(truth, scale_of(theta), "applied scale", "size of sampled region", ax)
+    fig.tight_layout()
+    return fig, found
+
+
+def figure_error_by_rotation(profile: str):
+    """% test error against the applied R rotation, CNN vs ST-CNN affine (full fixed test set)."""
+    data = test_set("R")
+    curves = {}
+    for label, cell in [("CNN", "R-cnn"), ("ST-CNN affine", "R-st-cnn-affine")]:
+        got = chapter_cell(cell, profile)
+        if got is None:
+            continue
+        pred = got[2]["pred"].long()
+        correct = pred == data["y"][: len(pred)]
+        curves[label] = error_by_bins(data["params"]["angle_deg"][: len(pred)], correct, list(range(-90, 91, 15)))
+    return plot_error_by_bins(curves, "applied rotation (deg)") if curves else None
+
+
+def trained_explorer(profile: str, cell: str = "RTS-st-cnn-affine", index: int = 0):
+    """A :class:`~stnbook.widgets.ThetaExplorer` on a test digit, starting at the theta the trained ST predicted,
+    that shows the trained classifier's reading of every perturbed output."""
+    from stnbook.widgets import ThetaExplorer
+
+    got = chapter_cell(cell, profile)
+    if got is None:
+        return None
+    _, model, analysis = got
+    kind = cell.split("-")[0]
+    # the stored theta belongs to the full fixed test set's image ``index`` (a smaller n draws other distortions)
+    explorer = ThetaExplorer(test_set(kind)["x"][index], "affine", describe=model_describer(model))
+    explorer.set_values(decompose_affine(analysis["theta"][index]))
+    return explorer
+
+
+def st_vs_plain(results: dict[str, dict]) -> list[str]:
+    """Per distortion, the best ST model against the plain model of the same classifier, as sentences."""
+    lines = []
+    for d in COLUMNS:
+        for arch in ("fcn", "cnn"):
+            plain = results.get(cell_id(d, arch, None))
+            sts = [(tf, results[cell_id(d, arch, tf)]) for tf in ("affine", "projective", "tps")
+                   if cell_id(d, arch, tf) in results]
+            if plain and sts:
+                tf, best = min(sts, key=lambda t: t[1]["test_error"])
+                verdict = "better" if best["test_error"] < plain["test_error"] else "not better"
+                lines.append(f"{d}: best ST-{arch.upper()} ({tf}) {best['test_error']:.2f}% vs {arch.upper()} "
+                             f"{plain['test_error']:.2f}% -> {verdict}")
+    return lines
+
+
+def table1_html(results: dict[str, dict]) -> str:
+    """Paper vs ours for every Table 1 cell and the TC row, with each cell's compute."""
+    head = "".join(f"<th>{d} paper</th><th>{d} ours</th>" for d in COLUMNS)
+    rows = []
+    for arch, tf in ROWS:
+        tds = []
+        for k, d in enumerate(COLUMNS):
+            paper = PAPER_TABLE1[(arch, tf)][k]
+            m = results.get(cell_id(d, arch, tf))
+            ours = "&ndash;" if m is None else (
+                f"<b>{m['test_error']:.2f}</b><br><small>{m['params'] / 1000:.0f}k p, {m['wall_time_s']:.0f} s</small>")
+            tds.append(f"<td>{'&ndash;' if paper is None else paper}</td><td>{ours}</td>")
+        rows.append(f"<tr><th>{row_name(arch, tf)}</th>{''.join(tds)}</tr>")
+    return (f"<table class='stn-table'><tr><th>% test error</th>{head}</tr>{''.join(rows)}</table>")
+
+
+def long_results() -> dict[str, dict]:
+    """The committed runs of the "long" profile (4x the full profile's steps; the RTS column's cells)."""
+    return load_results("table1", "long")
+
+
+def full_results() -> dict[str, dict]:
+    """The committed runs of the "full" profile (whatever profile the chapter runs in)."""
+    return load_results("table1", "full")
+
+
+def _paper_by_cell() -> dict[str, float | None]:
+    return {cell_id(d, arch, tf): PAPER_TABLE1[(arch, tf)][k] for arch, tf in ROWS for k, d in enumerate(COLUMNS)}
+
+
+def _cell_name(cell: str) -> str:
+    dist, rest = cell.split("-", 1)
+    parts = rest.split("-")
+    return f"{dist} {row_name(parts[1], parts[2]) if parts[0] == 'st' else row_name(parts[0], None)}"
+
+
+def long_table_html(full: dict[str, dict], long: dict[str, dict]) -> str:
+    """Per long-profile cell: paper, ours in the full profile and in the long profile, with their compute."""
+    return common.profiles_html(full, long, _paper_by_cell(), _cell_name)
+
+
+def long_gaps(full: dict[str, dict], long: dict[str, dict]) -> list[str]:
+    """Per long-profile cell: ours in the full and the long profile, and the gap to the paper in each."""
+    return common.profile_gap_lines(full, long, _paper_by_cell(), _cell_name)
+
+
+def plot_eval_curves(long: dict[str, dict]):
+    """Test error against step for each long run (log scale), the paper's number dotted."""
+    return common.plot_eval_curves(long, _paper_by_cell(), _cell_name, log=True)
+
+
+def provenance(results: dict[str, dict]) -> str:
+    """One sentence naming the command, profile, hardware and total time behind ``results``."""
+    return common.provenance(results, "table1")
+
+
+def gaps(results: dict[str, dict]) -> list[tuple[str, float, float]]:
+    """(cell, ours, paper) for every cell with both numbers, worst gap first."""
+    out = []
+    for arch, tf in ROWS:
+        for k, d in enumerate(COLUMNS):
+            paper = PAPER_TABLE1[(arch, tf)][k]
+            m = results.get(cell_id(d, arch, tf))
+            if paper is not None and m is not None:
+                out.append((cell_id(d, arch, tf), m["test_error"], paper))
+    return sorted(out, key=lambda t: t[1] - t[2], reverse=True)
+
+
+@lru_cache(maxsize=8)
+def test_set(kind: str, n: int | None = None) -> dict:
+    """The fixed test set of a distortion (the one every model was scored on); built once per (kind, n)
+    in a process, since several figures of the chapter read the same set. Treat it as read-only."""
+    x, y = load_mnist("test")
+    return fixed_test_set(kind, x, y, n=n)
+
+
+def plot_distortions(kinds: Sequence[str] = COLUMNS, n: int = 8):
+    """The first ``n`` fixed test images of each distortion, one row each."""
+    fig, axes = plt.subplots(len(kinds), n, figsize=(n * 1.0, len(kinds) * 1.1), squeeze=False)
+    for r, kind in enumerate(kinds):
+        data = test_set(kind, n)
+        for c in range(n):
+            imshow(axes[r, c], data["x"][c])
+        axes[r, 0].set_ylabel(kind, rotation=0, labelpad=18, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_st_predictions(kind: str, entries: dict[str, tuple], n: int = 5):
+    """For one distortion: each model's predicted sampling region on the first ``n`` test inputs, and its output.
+
+    Args:
+        entries: label -> (model, analysis) from :func:`chapter_cell`.
+    """
+    data = test_set(kind, n)
+    fig, axes = plt.subplots(2 * len(entries), n, figsize=(n * 1.15, 2.3 * len(entries)), squeeze=False)
+    for r, (label, (model, analysis)) in enumerate(entries.items()):
+        tf = model.st.transform
+        with torch.no_grad():
+            warped, theta = model.transform_input(data["x"])
+            pred = model(data["x"]).argmax(1)
+        for c in range(n):
+            imshow(axes[2 * r, c], data["x"][c])
+            draw_outline(axes[2 * r, c], sampling_outline(theta[c], tf, data["x"].shape[-2:]), COLORS[0])
+            ok = "ok" if pred[c] == data["y"][c] else "wrong"
+            imshow(axes[2 * r + 1, c], warped[c], f"pred {pred[c].item()} ({ok})")
+        axes[2 * r, 0].set_ylabel(label, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def rotation_of(theta: torch.Tensor) -> torch.Tensor:
+    """Rotation (degrees) of each affine theta (N, 6) by QR decomposition of its 2x2 block."""
+    return torch.tensor([decompose_affine(t)["rotation_deg"] for t in theta])
+
+
+def scale_of(theta: torch.Tensor) -> torch.Tensor:
+    """sqrt|det| of each affine theta's 2x2 block: the linear size of the sampled region."""
+    a = theta.view(-1, 2, 3)[:, :, :2]
+    return torch.linalg.det(a).abs().sqrt()
+
+
+def wrap_deg(a: torch.Tensor) -> torch.Tensor:
+    return (a + 180) % 360 - 180
+
+
+def plot_theta_vs_truth(applied: torch.Tensor, recovered: torch.Tensor, xlabel: str, ylabel: str, ax=None):
+    """Scatter of a recovered quantity against the applied one, with the best-fit line and its correlation."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.6, 3.2))
+    ax.scatter(applied, recovered, s=4, alpha=0.5)
+    r = torch.corrcoef(torch.stack([applied.double(), recovered.double()]))[0, 1].item()
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=f"Pearson r = {r:.3f}")
+    return ax, r
+
+
+def error_by_bins(values: torch.Tensor, correct: torch.Tensor, edges: Sequence[float]) -> tuple[list[float], list[float]]:
+    """Bin centres and % error of the samples whose ``values`` fall in each [edge_i, edge_i+1)."""
+    centres, errors = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        mask = (values >= lo) & (values < hi)
+        if mask.any():
+            centres.append((lo + hi) / 2)
+            errors.append(100 * (1 - correct[mask].float().mean().item()))
+    return centres, errors
+
+
+def plot_error_by_bins(curves: dict[str, tuple[list[float], list[float]]], xlabel: str, ax=None):
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 3.0))
+    for k, (label, (x, e)) in enumerate(curves.items()):
+        ax.plot(x, e, "o-", color=COLORS[k], label=label)
+    ax.set(xlabel=xlabel, ylabel="% test error")
+    ax.legend()
+    return ax
+
+
+def model_describer(model):
+    """Callback for :class:`stnbook.widgets.ThetaExplorer`: the trained classifier's reading of the warped digit."""
+
+    def describe(theta: torch.Tensor, warped: torch.Tensor) -> str:
+        with torch.no_grad():
+            logits = model.classifier(model.normalize(model.pool(warped[None])))
+            p = logits.softmax(1)[0]
+        top = p.argmax().item()
+        return f"classifier says {top} (p = {p[top]:.2f})"
+
+    return describe
+
+
+__all__ = ["PAPER_TABLE1", "SMOKE_CELLS", "chapter_cell", "chapter_results", "error_by_bins", "full_results", "gaps",
+           "long_gaps", "long_results", "long_table_html", "model_describer", "plot_distortions",
+           "plot_error_by_bins", "plot_eval_curves", "plot_st_predictions", "plot_theta_vs_truth", "provenance",
+           "rotation_of", "scale_of", "table1_html", "test_set", "wrap_deg"]
+
+
+def static_trained_explorer(profile: str, cell: str = "RTS-st-cnn-affine", n: int = 16):
+    """The kernel-free gallery of a trained transformer on the first ``n`` fixed test images: each image's
+    predicted sampling region and output, and the classifier's reading (works in the static book)."""
+    from stnbook.web import static_model_explorer
+
+    got = chapter_cell(cell, profile)
+    if got is None:
+        return None
+    data = test_set(cell.split("-")[0], n)
+    return static_model_explorer(got[1], data["x"], data["y"], title=f"{cell}: what the trained transformer does")
+
+
+def shortfall_summary(results: dict[str, dict]) -> str:
+    """How far the reproduction falls short of the paper, in numbers, computed from the artifacts."""
+    g = gaps(results)
+    if not g:
+        return "No cells to compare."
+    worse = sum(1 for _, ours, paper in g if ours > paper)
+    diffs = sorted(ours - paper for _, ours, paper in g)
+    median = diffs[len(diffs) // 2]
+    cnn = [(c, o, p) for c, o, p in g if "-st-cnn-" in c]
+    ratio = sorted(o / p for _, o, p in cnn)
+    verdicts = st_vs_plain(results)
+    better = sum("-> better" in v for v in verdicts)
+    return (f"Ours is above the paper's error in {worse} of {len(g)} cells (median gap {median:+.2f} points, worst "
+            f"{g[0][0]} {g[0][1] - g[0][2]:+.2f}). The ST-CNN cells are {ratio[0]:.1f}x to {ratio[-1]:.1f}x the "
+            f"paper's error. The paper's ordering holds in {better} of {len(verdicts)} comparisons: the best "
+            f"spatial-transformer model beats the plain classifier it wraps.")
+
+
+# ---- rectification: did the transformer undo the distortion? ------------------------------------------
+
+@torch.no_grad()
+def implied_on_test(model, kind: str, n: int | None = None) -> tuple[dict, dict]:
+    """(the similarity implied by the model's theta on the first ``n`` fixed test images of ``kind``, the
+    test set): rotation_deg, scale, translation per image."""
+    from stnlib.analysis import implied_similarity
+
+    data = test_set(kind, n)
+    model.eval()
+    thetas = [model.transform_input(data["x"][i:i + 1000])[1] for i in range(0, len(data["y"]), 1000)]
+    return implied_similarity(torch.cat(thetas), model.st.transform), data
+
+
+def rectification_rows(profile: str, cells: Sequence[str], n: int | None = None) -> list[dict]:
+    """Per R/RTS transformer cell with an artifact: the rotation fit (and the scale fit on RTS) of its
+    implied similarity against the applied distortion, on the first ``n`` test images (all by default)."""
+    from stnlib.analysis import rectification
+
+    rows = []
+    for cell in cells:
+        got = chapter_cell(cell, profile)
+        if got is None:
+            continue
+        metrics, model, _ = got
+        kind = cell.split("-")[0]
+        sim, data = implied_on_test(model, kind, n)
+        row = {"cell": cell, "name": _cell_name(cell), "error": metrics["test_error"],
+               "rotation": rectification(data["params"]["angle_deg"], sim["rotation_deg"])}
+        if kind == "RTS":
+            # a transformer that undoes the scale samples a region whose size follows the digit's size
+            row["scale"] = rectification(data["params"]["scale"], sim["scale"])
+        rows.append(row)
+    return rows
+
+
+def rectification_html(rows: list[dict]) -> str:
+    """HTML table of :func:`rectification_rows`: r and slope per cell; |slope| in [0.8, 1.2] with |r| >= 0.9
+    (the transformer undoes the rotation) in bold."""
+    def fit(f):
+        if f is None:
+            return "&ndash;", "&ndash;"
+        strong = abs(f["r"]) >= 0.9 and 0.8 <= abs(f["slope"]) <= 1.2
+        slope = f"{f['slope']:+.2f}"
+        return f"{f['r']:+.2f}", f"<b>{slope}</b>" if strong else slope
+    body = [[r["name"], f"{r['error']:.2f}", *fit(r["rotation"]), *fit(r.get("scale"))] for r in rows]
+    return html_table(["cell", "% error", "rotation: r", "rotation: slope", "scale: r", "scale: slope"], body)
+
+
+def figure_rectified(model, kind: str = "R", n: int = 8, title: str = ""):
+    """Test inputs (top) and the transformer's outputs (bottom), with the applied angle and the rotation the
+    transformer's theta implies printed: outputs come out upright when the two cancel."""
+    sim, data = implied_on_test(model, kind, n)
+    with torch.no_grad():
+        warped, _ = model.transform_input(data["x"])
+    fig, axes = plt.subplots(2, n, figsize=(n * 1.1, 2.6))
+    for c in range(n):
+        imshow(axes[0, c], data["x"][c], f"{data['params']['angle_deg'][c]:+.0f}\N{DEGREE SIGN}", )
+        imshow(axes[1, c], warped[c], f"{sim['rotation_deg'][c]:+.0f}\N{DEGREE SIGN}")
+    axes[0, 0].set_ylabel("input\n(applied)", fontsize=8)
+    axes[1, 0].set_ylabel("output\n(theta)", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_rectification_over_training(runs: dict[str, dict], ax=None):
+    """|slope| of the rotation fit at every evaluation of each run (the rectify experiment's probe)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.2))
+    for k, (label, m) in enumerate(runs.items()):
+        pts = [(e["step"], abs(e["rect_slope"])) for e in m["eval_history"] if "rect_slope" in e]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, color=COLORS[k % len(COLORS)], label=label)
+    ax.axhspan(0.8, 1.2, color="0.9", zorder=0, label="undone (|slope| 0.8-1.2)")
+    ax.set(xlabel="training step", ylabel="|slope| of implied vs applied rotation", ylim=(0, 1.3))
+    ax.legend(fontsize=7)
+    return ax
+
+
+def pose_by_class(theta: torch.Tensor, data: dict) -> dict[int, dict[str, float]]:
+    """R180: the orientation each output digit ends up in (applied angle + the rotation theta implies;
+    0 = the pose the transformer maps every input to), per class: circular mean and spread (degrees),
+    and the share of outputs within 45 degrees of the class's mean pose or of its opposite (180 away)."""
+    from stnlib.analysis import implied_similarity
+
+    rot = implied_similarity(theta)["rotation_deg"].double()
+    pose = torch.deg2rad(data["params"]["angle_deg"][: len(rot)].double() + rot)
+    out = {}
+    for c in range(10):
+        a = pose[data["y"][: len(rot)] == c]
+        mean = torch.atan2(torch.sin(a).mean(), torch.cos(a).mean())
+        resultant = torch.hypot(torch.sin(a).mean(), torch.cos(a).mean())
+        off = torch.rad2deg(torch.remainder(a - mean + math.pi, 2 * math.pi) - math.pi).abs()
+        out[c] = {"mean_deg": float(torch.rad2deg(mean)), "resultant": float(resultant),
+                  "near_mean": float((off <= 45).double().mean()), "near_opposite": float((off >= 135).double().mean())}
+    return out
+
+
+def plot_pose_by_class(theta: torch.Tensor, data: dict, bins: int = 36):
+    """Per class, the histogram of the output orientation (see :func:`pose_by_class`)."""
+    from stnlib.analysis import implied_similarity
+
+    rot = implied_similarity(theta)["rotation_deg"]
+    pose = (data["params"]["angle_deg"][: len(rot)].float() + rot + 180) % 360 - 180
+    fig, axes = plt.subplots(2, 5, figsize=(10, 3.6), sharex=True)
+    for c, ax in enumerate(axes.flat):
+        ax.hist(pose[data["y"][: len(rot)] == c], bins=bins, range=(-180, 180), color=COLORS[2])
+        ax.set_title(f"digit {c}", fontsize=9)
+        ax.set_yticks([])
+    for ax in axes[1]:
+        ax.set_xlabel("output pose (deg)", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ---- the paper's schedule -------------------------------------------------------------------------------
+
+def paper_progress(cells: Sequence[str] | None = None) -> dict[str, dict]:
+    """Each paper-profile cell's state: finished (its metrics) or in progress (step, eval history and compute
+    segments read from its committed checkpoint); cells not started are left out."""
+    from stnbook.experiments import get_cells, get_profile
+    from stnbook.experiments import artifact_dir, run_dir_of
+    from stnlib.io import safe_torch_load
+    import json
+
+    steps = get_profile("table1", "paper").steps
+    out = {}
+    for cell in get_cells("table1", list(cells) if cells else None):
+        done = artifact_dir(cell, "paper") / "metrics.json"
+        ckpt = run_dir_of(cell, "paper") / "checkpoint.pt"
+        if done.exists():
+            m = json.loads(done.read_text())
+            out[cell.id] = {"state": "finished", "step": m["steps"], "of": steps, "eval_history": m["eval_history"],
+                            "segments": m.get("segments", []), "error": m["test_error"]}
+        elif ckpt.exists():
+            st = safe_torch_load(ckpt, map_location="cpu")
+            evals = st["eval_history"]
+            out[cell.id] = {"state": "in progress", "step": int(st["step"]), "of": steps, "eval_history": evals,
+                            "segments": st.get("segments", []), "error": evals[-1]["error"] if evals else None}
+    return out
+
+
+def _segments_text(segments: list[dict]) -> str:
+    parts = []
+    for sg in segments:
+        hw = sg.get("hardware") or {}
+        where = hw.get("cuda_device") or hw.get("cpu_model") or "?"
+        parts.append(f"{sg['to_step'] - sg['from_step']:,} steps in {sg['wall_time_s'] / 60:.0f} min on {where}")
+    return "; ".join(parts)
+
+
+def paper_progress_html(progress: dict[str, dict]) -> str:
+    """HTML table: paper vs our latest evaluation per paper-profile cell, with its progress and compute."""
+    paper = _paper_by_cell()
+    body = [[_cell_name(c), paper.get(c, "&ndash;"), "&ndash;" if p["error"] is None else f"<b>{p['error']:.2f}</b>",
+             f"{p['step']:,} of {p['of']:,}" + (" (finished)" if p["state"] == "finished" else ""),
+             _segments_text(p["segments"])] for c, p in progress.items()]
+    return html_table(["cell", "paper % error", "ours, latest evaluation", "steps", "compute"], body)
+
+
+def plot_paper_progress(progress: dict[str, dict]):
+    """Test error at every evaluation of the paper-profile runs (log scale), the paper's number dotted."""
+    paper = _paper_by_cell()
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    for k, (c, p) in enumerate(progress.items()):
+        pts = [(e["step"], e["error"]) for e in p["eval_history"]]
+        if not pts:
+            continue
+        color = COLORS[k % len(COLORS)]
+        ax.plot(*zip(*pts), marker="o", ms=3, color=color, label=_cell_name(c))
+        if paper.get(c) is not None:
+            ax.axhline(paper[c], color=color, ls=":", lw=1)
+    ax.axvline(50_000, color="0.6", lw=0.8)
+    ax.text(50_500, ax.get_ylim()[1] * 0.9, "lr / 10", fontsize=7, color="0.4")
+    ax.set(xlabel="SGD step (batch 256)", ylabel="% test error", yscale="log", xlim=(0, 150_000))
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig

@@ -1,1 +1,0 @@
-"""Tables and figures of the book's chapters, one module per experiment, computed from experiment artifacts."""
