@@ -8,9 +8,18 @@ import subprocess
 import sys
 import time
 
+from stnbook.experiments import (
+    ArtifactConflict,
+    ArtifactError,
+    CellBusy,
+    cell_status,
+    get_cells,
+    get_profile,
+    load_all,
+    run,
+)
 from stnbook.paths import results_dir
 from stnlib.train import init_distributed_from_env, is_main_process
-from stnbook.experiments import ArtifactConflict, ArtifactError, CellBusy, cell_status, get_cells, get_profile, load_all, run
 
 EXPERIMENTS = load_all()
 

@@ -16,8 +16,8 @@ import contextlib
 import dataclasses
 import fnmatch
 import json
-import shutil
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -28,10 +28,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from stnlib.io import atomic_torch_save, atomic_write_text, safe_torch_load, sha256_file
 from stnbook.paths import results_dir
-from stnlib.train import (StopAfter, Trainer, TrainConfig, classification_loss, count_parameters, fast_settings,
-                     is_main_process, resolve_device)
+from stnlib.io import atomic_torch_save, atomic_write_text, safe_torch_load, sha256_file
+from stnlib.train import (
+    StopAfter,
+    TrainConfig,
+    Trainer,
+    classification_loss,
+    count_parameters,
+    fast_settings,
+    is_main_process,
+    resolve_device,
+)
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,13 @@ import io
 from collections.abc import Sequence
 
 import matplotlib
-
 import matplotlib.pyplot as plt
 import torch
 
 from stnlib.analysis import warp
-from stnlib.sampler import bilinear_sample
 from stnlib.coords import ALIGN_CORNERS, normalized_to_pixel
 from stnlib.geometry import sampling_outline
+from stnlib.sampler import bilinear_sample
 from stnlib.transforms import Transform, get_transform
 
 COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0")

@@ -41,8 +41,8 @@ from pathlib import Path
 
 import torch
 
-from stnlib.coords import ALIGN_CORNERS, linspace_centres, normalized_to_pixel
 from stnbook.paths import project_root
+from stnlib.coords import ALIGN_CORNERS, linspace_centres, normalized_to_pixel
 from stnlib.transforms import Transform, get_transform
 
 JS_FAMILIES = ("affine", "attention", "projective", "tps")
@@ -260,10 +260,10 @@ def plot_three_parts(image: torch.Tensor, theta: torch.Tensor | None = None, tra
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyArrowPatch
 
+    from stnbook.figures import COLORS, draw_grid, draw_outline, imshow, set_view
     from stnlib.analysis import warp
     from stnlib.geometry import sampling_outline
     from stnlib.transforms.affine import affine_from_params
-    from stnbook.figures import COLORS, draw_grid, draw_outline, imshow, set_view
 
     tf = get_transform(transform)
     if theta is None:
@@ -348,10 +348,10 @@ def plot_theta_direction(image: torch.Tensor, examples: dict[str, dict] | None =
     """
     import matplotlib.pyplot as plt
 
+    from stnbook.figures import COLORS, draw_grid, draw_outline, imshow, set_view
     from stnlib.analysis import warp
     from stnlib.geometry import sampling_outline
     from stnlib.transforms.affine import affine_from_params
-    from stnbook.figures import COLORS, draw_grid, draw_outline, imshow, set_view
 
     examples = examples or {"identity": {}, "rotation_deg = +30": {"rotation_deg": 30},
                             "tx = +0.5": {"tx": 0.5}, "scale = 0.5": {"scale_x": 0.5, "scale_y": 0.5}}

@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 import matplotlib.pyplot as plt
 import torch
 
+from stnbook.figures import figure_to_png, plot_anatomy
 from stnlib.transforms import get_transform
 from stnlib.transforms.affine import affine_from_params, decompose_affine
-from stnbook.figures import figure_to_png, plot_anatomy
 
 SLIDERS = {  # name: (min, max, step, default)
     "rotation_deg": (-180.0, 180.0, 1.0, 0.0),

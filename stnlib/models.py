@@ -94,7 +94,7 @@ def fcn_classifier(in_channels: int, in_size: tuple[int, int], width: int, num_c
 
 
 def cnn_classifier(in_channels: int, in_size: tuple[int, int], width: int, num_classes: int) -> nn.Sequential:
-    """conv 9x9 (width/2) -> max-pool 2 -> conv 7x7 (width) -> max-pool 2 -> linear classifier."""
+    """Conv 9x9 (width/2) -> max-pool 2 -> conv 7x7 (width) -> max-pool 2 -> linear classifier."""
     c1 = max(1, width // 2)
     h, w = in_size[0] // 4, in_size[1] // 4  # "same" convs, two floor-halving pools
     if h < 1 or w < 1:

@@ -10,12 +10,11 @@ bfloat16 has 8 bits of mantissa, about 0.1 px on a 60 px canvas, too coarse for 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
 from torch import nn
-
-import contextlib
 
 from .coords import ALIGN_CORNERS, as_size
 from .sampler import bilinear_sample, trilinear_sample
@@ -117,7 +116,7 @@ class SpatialTransformer(nn.Module):
         self.check_finite = check_finite
 
     def localise(self, x: torch.Tensor) -> torch.Tensor:
-        """theta = regression(f_loc(x)), shape (B, num_params), float32."""
+        """Theta = regression(f_loc(x)), shape (B, num_params), float32."""
         features = self.loc_net(x).flatten(1)
         with float32_geometry(features.device):
             return self.head(_upcast(features).to(self.head.weight.dtype))

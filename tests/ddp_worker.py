@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from stnlib.models import ModelConfig, build_model
-from stnlib.train import Callback, Trainer, TrainConfig, classification_loss
+from stnlib.train import Callback, TrainConfig, Trainer, classification_loss
 
 SEEN: list[int] = []  # batch sizes the loss saw in this process
 

@@ -4,10 +4,10 @@ measurement, and the experiment's artifacts."""
 import pytest
 import torch
 
+from stnbook.addition.experiment import PARAM_BUDGET, attention_split, transformer_boxes
+from stnbook.experiments import Profile, get_cells, load_cell, run_cell
 from stnlib.data.distortions import apply_distortion, as_image_batch
 from stnlib.data.pairs import AdditionMNIST, addition_test_set
-from stnbook.experiments import Profile, get_cells, load_cell, run_cell
-from stnbook.addition.experiment import PARAM_BUDGET, attention_split, transformer_boxes
 from stnlib.models import build_model
 from stnlib.train import count_parameters
 

@@ -6,11 +6,29 @@ import pytest
 import torch
 
 import stnbook.birds.experiment as birds_exp
-from stnbook.birds.model import (BirdClassifier, BirdsConfig, birds_loss, step_time_benchmark, tiling_init,
-                          torchvision_backbone)
-from stnbook.birds.data import (BODY_COLOURS, HEAD_COLOURS, PartsBatches, PartsSpec, crop_contains, low_res,
-                               make_parts_batch, part_geometry, part_masks, parts_test_set, render_parts, sample_parts,
-                               tiles)
+from stnbook.birds.data import (
+    BODY_COLOURS,
+    HEAD_COLOURS,
+    PartsBatches,
+    PartsSpec,
+    crop_contains,
+    low_res,
+    make_parts_batch,
+    part_geometry,
+    part_masks,
+    parts_test_set,
+    render_parts,
+    sample_parts,
+    tiles,
+)
+from stnbook.birds.model import (
+    BirdClassifier,
+    BirdsConfig,
+    birds_loss,
+    step_time_benchmark,
+    tiling_init,
+    torchvision_backbone,
+)
 from stnbook.experiments import Profile, get_cells, load_cell, run_cell
 
 SPECS = [PartsSpec(size=48), PartsSpec()]

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from chapters import ROOT, chapter_notebooks
 
 

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from chapters import ROOT, toc_files
+
 from stnbook import web
 from stnlib.analysis import warp
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from chapters import ROOT, chapter_notebooks, toc_files
 
 NOTEBOOKS = chapter_notebooks()

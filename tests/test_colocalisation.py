@@ -4,11 +4,19 @@ experiment (encoder artifact, trajectory, scores)."""
 import pytest
 import torch
 
-from stnlib.data.pairs import CoLocalisationBatches, colocalisation_set, random_crops
+from stnbook.colocalisation.experiment import (
+    RECORD_STEPS,
+    CoLocalisationConfig,
+    CoLocaliser,
+    hinge_triplets,
+    localisation_scores,
+    predicted_boxes,
+    triplet_hinge_loss,
+    true_theta,
+)
 from stnbook.experiments import Cell, Profile, get_cells, load_cell, run_cell
-from stnbook.colocalisation.experiment import (RECORD_STEPS, CoLocalisationConfig, CoLocaliser, hinge_triplets,
-                                               localisation_scores, predicted_boxes, triplet_hinge_loss, true_theta)
 from stnbook.paths import results_dir
+from stnlib.data.pairs import CoLocalisationBatches, colocalisation_set, random_crops
 
 
 def digits(n=60, seed=0):

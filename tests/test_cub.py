@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from stnlib.data.cub import (BODY_PARTS, HEAD_PARTS, PART_NAMES, CUBBatches, CUBDataError, CUBImages, load_cub)
+from stnlib.data.cub import BODY_PARTS, HEAD_PARTS, PART_NAMES, CUBBatches, CUBDataError, CUBImages, load_cub
 
 # image id -> (class id, is_training, path, size (W, H), box)
 IMAGES = {

@@ -136,9 +136,8 @@ def test_checkpoint_resume_on_cuda(tmp_path):
 def test_ddp_nccl_two_gpus(tmp_path):
     import socket
 
-    import torch.multiprocessing as mp
-
     import ddp_worker
+    import torch.multiprocessing as mp
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

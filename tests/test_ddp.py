@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import socket
 
+import ddp_worker
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-import ddp_worker
 from stnlib.train import shard_batch
 
 

@@ -8,8 +8,17 @@ import torch.nn.functional as F
 
 from stnlib import bilinear_sample, get_transform
 from stnlib.coords import pixel_to_normalized
-from stnlib.data import (DISTORTIONS, KINDS, DistortedMNIST, apply_distortion, digit_box, distortion_matrix,
-                         fixed_test_set, make_addition_batch, make_colocalisation_set, sample_distortion)
+from stnlib.data import (
+    DISTORTIONS,
+    KINDS,
+    DistortedMNIST,
+    apply_distortion,
+    digit_box,
+    distortion_matrix,
+    fixed_test_set,
+    make_addition_batch,
+    sample_distortion,
+)
 from stnlib.transforms.projective import homography_from_points, projective_points
 
 CANVAS = {"none": 28, "R": 28, "RTS": 42, "P": 28, "E": 28, "TC": 60, "R180": 28}
@@ -297,19 +306,6 @@ def test_addition_batch_holds_two_independent_rts_digits():
     torch.testing.assert_close(x[:, :1], apply_distortion("RTS", a, pa), rtol=0, atol=1e-6)
     torch.testing.assert_close(x[:, 1:], apply_distortion("RTS", b, pb), rtol=0, atol=1e-6)
     assert not torch.equal(pa["angle_deg"], pb["angle_deg"])
-
-
-@pytest.mark.parametrize("clutter", [0, 16])
-def test_colocalisation_set(clutter):
-    digits = square_digits(6, lo=2, hi=26)
-    x, boxes = make_colocalisation_set((digits * 255).to(torch.uint8), gen(), clutter=clutter)
-    assert x.shape == (6, 1, 84, 84) and boxes.shape == (6, 4)
-    torch.testing.assert_close(boxes[:, 2:] - boxes[:, :2], torch.full((6, 2), 28.0, dtype=torch.float64))
-    cols = torch.arange(84, dtype=torch.float64)
-    inside = ((cols[None, None, :] > boxes[:, 0, None, None]) & (cols[None, None, :] < boxes[:, 2, None, None])
-              & (cols[None, :, None] > boxes[:, 1, None, None]) & (cols[None, :, None] < boxes[:, 3, None, None]))
-    outside_ink = (x[:, 0] > 0) & ~inside
-    assert outside_ink.any() == (clutter > 0)
 
 
 def small_dataset(n=10):

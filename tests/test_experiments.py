@@ -5,8 +5,7 @@ import json
 import pytest
 import torch
 
-from stnbook.experiments import (ArtifactConflict, ArtifactError, Profile, get_cells, load_cell, load_results,
-                                 run_cell)
+from stnbook.experiments import ArtifactConflict, ArtifactError, Profile, get_cells, load_cell, load_results, run_cell
 
 TINY = Profile("tiny", steps=12, batch_size=32, lr=2e-3, train_size=640, test_size=200)
 
@@ -72,8 +71,7 @@ def test_cell_overrides_change_only_the_matching_cells(tmp_path):
 
 
 def test_every_profile_makes_a_valid_training_config():
-    from stnbook.experiments import EXPERIMENTS
-    from stnbook.experiments import train_config
+    from stnbook.experiments import EXPERIMENTS, train_config
 
     for exp in EXPERIMENTS.values():
         for prof in exp.profiles.values():

@@ -11,11 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from stnlib.data import MNIST_FILES, MnistDataError, fetch_mnist, load_mnist, read_idx, verify_mnist
-from stnlib.data import mnist
+from stnlib.data import MNIST_FILES, MnistDataError, fetch_mnist, load_mnist, mnist, read_idx, verify_mnist
 from stnlib.data.__main__ import main as cli_main
 from stnlib.io import (
-    atomic_open, atomic_torch_save, atomic_write_bytes, atomic_write_text, safe_torch_load, sha256_file,
+    atomic_open,
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_text,
+    safe_torch_load,
+    sha256_file,
 )
 
 REAL_ROOT = Path(__file__).resolve().parents[1] / "data"

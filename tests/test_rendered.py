@@ -24,7 +24,6 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-
 from chapters import ROOT, chapter_notebooks, toc_files
 
 HTML_DIR = ROOT / "_build" / "html"

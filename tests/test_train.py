@@ -8,10 +8,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from stnlib import SpatialTransformer
-from stnlib.spatial_transformer import localisation_parameters
 from stnlib.io import safe_torch_load
+from stnlib.spatial_transformer import localisation_parameters
 from stnlib.train import (
-    Callback, TrainConfig, Trainer, TrainingDiverged, classification_loss, count_parameters, evaluate, lr_factor,
+    Callback,
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+    classification_loss,
+    count_parameters,
+    evaluate,
+    lr_factor,
 )
 
 DIM = 4

@@ -22,8 +22,8 @@ import tarfile
 import numpy as np
 import pytest
 import torch
-
 from chapters import ROOT
+
 from stnbook import web
 from stnlib.analysis import warp
 from stnlib.geometry import sampling_outline

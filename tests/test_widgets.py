@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from stnlib.transforms import affine_from_params
 from stnbook.widgets import ThetaExplorer, theta_from_controls
+from stnlib.transforms import affine_from_params
 
 
 @pytest.fixture

@@ -33,11 +33,11 @@ from dataclasses import replace
 
 import torch
 
+from stnbook.experiments import Cell, Experiment, Profile, register
 from stnbook.paths import load_mnist
 from stnlib.data.pairs import ADDITION_CANVAS, ADDITION_CLASSES, AdditionMNIST, addition_test_set
 from stnlib.geometry import box_iou, polygon_box, sampling_outline
 from stnlib.models import ModelConfig, STClassifier, build_model
-from stnbook.experiments import Cell, Experiment, Profile, register
 
 EXPERIMENT = "addition"
 PARAM_BUDGET = 200_000

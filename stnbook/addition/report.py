@@ -13,11 +13,11 @@ from functools import lru_cache
 import matplotlib.pyplot as plt
 import torch
 
-from stnbook.experiments import get_cells, load_results
 from stnbook import artifacts as common
 from stnbook.addition.experiment import EXPERIMENT, FAMILIES, addition_test_pairs, attention_split
+from stnbook.experiments import get_cells, load_results
+from stnbook.figures import draw_outline, html_table, imshow
 from stnlib.geometry import sampling_outline
-from stnbook.figures import html_table, draw_outline, imshow
 
 CELLS = [c.id for c in get_cells(EXPERIMENT)]
 SHORT = {"affine": "Aff", "projective": "Proj", "tps": "TPS"}

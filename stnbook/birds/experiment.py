@@ -11,8 +11,15 @@ from __future__ import annotations
 
 import torch
 
-from stnbook.birds.model import BirdClassifier, BirdsConfig, birds_loss, build_birds_model, part_hit_rates, step_time_benchmark
 from stnbook.birds.data import PartsBatches, PartsSpec, crop_contains, parts_test_set
+from stnbook.birds.model import (
+    BirdClassifier,
+    BirdsConfig,
+    birds_loss,
+    build_birds_model,
+    part_hit_rates,
+    step_time_benchmark,
+)
 from stnbook.experiments import Cell, Experiment, Profile, register
 
 SPEC = PartsSpec()

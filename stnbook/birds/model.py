@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from stnbook.birds.data import crop_contains
-from stnlib.spatial_transformer import ParallelSpatialTransformers, localisation_parameters
 from stnlib.models import count_parameters
+from stnlib.spatial_transformer import ParallelSpatialTransformers, localisation_parameters
 from stnlib.transforms import get_transform
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

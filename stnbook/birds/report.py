@@ -12,12 +12,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from stnbook.birds.data import PartsSpec, crop_contains, low_res, parts_test_set
 from stnbook import artifacts as common
+from stnbook.birds.data import PartsSpec, crop_contains, low_res, parts_test_set
 from stnbook.birds.experiment import SPEC, TRANSFORMERS
-from stnlib.geometry import sampling_outline
-from stnbook.paths import results_dir
 from stnbook.figures import COLORS, draw_outline, imshow
+from stnbook.paths import results_dir
+from stnlib.geometry import sampling_outline
 
 EXPERIMENT = "birds"
 CELLS = list(TRANSFORMERS)  # cnn, 1xst, 2xst, 4xst

@@ -60,17 +60,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stnbook.paths import load_mnist
+from stnbook.experiments import Cell, Experiment, Profile, artifact_dir, register, run_cell
+from stnbook.paths import load_mnist, results_dir
 from stnlib.data.distortions import DistortedMNIST, fixed_test_set
-from stnlib.data.pairs import (COLOCALISATION_CANVAS, COLOCALISATION_CLUTTER, COLOCALISATION_SIZE, CoLocalisationBatches,
-                          colocalisation_set)
+from stnlib.data.pairs import (
+    COLOCALISATION_CANVAS,
+    COLOCALISATION_CLUTTER,
+    COLOCALISATION_SIZE,
+    CoLocalisationBatches,
+    colocalisation_set,
+)
 from stnlib.geometry import box_iou, polygon_box, sampling_outline
 from stnlib.io import safe_torch_load
 from stnlib.models import ModelConfig, STClassifier, build_model
-from stnbook.paths import results_dir
 from stnlib.spatial_transformer import SpatialTransformer
 from stnlib.train import classification_loss
-from stnbook.experiments import Cell, Experiment, Profile, artifact_dir, register, run_cell
 
 EXPERIMENT = "colocalisation"
 ENCODER_CELL = "mnist-cnn"
@@ -180,7 +184,7 @@ def encoder_config(width: int = ENCODER_WIDTH) -> ModelConfig:
 
 
 def localisation_net(canvas: int) -> nn.Sequential:
-    """conv 8@9x9 stride 4 -> max-pool 2 -> FC 8 -> FC 8 (the regression layer is added by the transformer)."""
+    """Conv 8@9x9 stride 4 -> max-pool 2 -> FC 8 -> FC 8 (the regression layer is added by the transformer)."""
     side = ((canvas - 9) // 4 + 1) // 2
     if side < 1:
         raise ValueError(f"the co-localisation localisation net needs a canvas of at least 17 px, got {canvas}")

@@ -12,11 +12,21 @@ import html
 import matplotlib.pyplot as plt
 import torch
 
-from stnbook.experiments import load_results
-from stnbook.colocalisation.experiment import (DIGITS, ENCODER_CELL, EXPERIMENT, VARIANTS, CoLocalisationConfig, cell_id,
-                                          loss_at, predicted_boxes, problem, true_theta)
-from stnbook.figures import COLORS, imshow, set_view
 from stnbook import artifacts as common
+from stnbook.colocalisation.experiment import (
+    DIGITS,
+    ENCODER_CELL,
+    EXPERIMENT,
+    VARIANTS,
+    CoLocalisationConfig,
+    cell_id,
+    loss_at,
+    predicted_boxes,
+    problem,
+    true_theta,
+)
+from stnbook.experiments import load_results
+from stnbook.figures import COLORS, imshow, set_view
 
 PAPER_SUCCESS = {"T": "100", "TC": "75&ndash;93"}  # % of images with IoU > 0.5; TC: the range over digit classes
 SMOKE_CELLS = [ENCODER_CELL, "T-1", "TC-1"]

@@ -36,9 +36,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from stnbook.paths import results_dir
 from stnlib.coords import ALIGN_CORNERS
 from stnlib.io import atomic_write_text
-from stnbook.paths import results_dir
 from stnlib.sampler import bilinear_sample
 from stnlib.train import hardware_info, resolve_device
 from stnlib.transforms import get_transform
@@ -88,10 +88,10 @@ def torch_affine_warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 
 
 def kornia_affine_warp():
-    """kornia's ``warp_affine`` with theta converted to its pixel-coordinate matrix, or None if not installed."""
+    """Kornia's ``warp_affine`` with theta converted to its pixel-coordinate matrix, or None if not installed."""
     try:
-        from kornia.geometry.transform import warp_affine
         from kornia.geometry.conversions import denormalize_homography
+        from kornia.geometry.transform import warp_affine
     except ImportError:
         return None
 

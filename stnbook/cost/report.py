@@ -6,8 +6,8 @@ import json
 
 import matplotlib.pyplot as plt
 
-from stnbook.paths import results_dir
 from stnbook.figures import COLORS, html_table
+from stnbook.paths import results_dir
 
 PAPER_CLAIM = ("ST-CNN Multi is 'only 6% slower (forward and backward pass) than the CNN' (SVHN, GPU); the module is "
                "'computationally very fast' with 'very little time overhead'.")

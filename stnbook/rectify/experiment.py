@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import torch
 
-from stnlib.analysis import rectification, rotation_deg
+from stnbook.experiments import Cell, Experiment, Profile, register
 from stnbook.paths import load_mnist
+from stnbook.table1.experiment import rebuild
+from stnlib.analysis import rectification, rotation_deg
 from stnlib.data.distortions import DistortedMNIST, fixed_test_set
 from stnlib.models import ModelConfig, build_model, default_budget
 from stnlib.train import Callback
-from stnbook.experiments import Cell, Experiment, Profile, register
-from stnbook.table1.experiment import rebuild
 
 PROBE_SIZE = 1000  # test images the probe measures at every evaluation
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from stnbook import artifacts as common
 from stnbook.figures import html_table
-from stnbook.table1.report import cell_id, implied_on_test, paper_progress, plot_pose_by_class, pose_by_class, row_name, test_set
+from stnbook.table1.report import (
+    cell_id,
+    implied_on_test,
+    paper_progress,
+    plot_pose_by_class,
+    pose_by_class,
+    row_name,
+    test_set,
+)
 
 RECTIFY_SMOKE = ["R-st-fcn-affine", "R-st-cnn-affine", "R180-st-fcn-affine"]
 
@@ -35,9 +43,8 @@ def rectify_html(rect: dict[str, dict]) -> str:
 def paper_rectification(cell: str = "R-st-cnn-affine") -> dict | None:
     """The rotation fit of the paper-profile R ST-CNN at its latest state (artifact or checkpoint), on the
     whole R test set; None when there is neither."""
+    from stnbook.experiments import cell_model, get_cells, get_experiment, get_profile
     from stnlib.analysis import rectification
-    from stnbook.experiments import get_cells, get_experiment, get_profile
-    from stnbook.experiments import cell_model
     from stnlib.io import safe_torch_load
 
     progress = paper_progress([cell]).get(cell)

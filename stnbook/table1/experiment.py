@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import torch
 
+from stnbook.experiments import Cell, Experiment, Profile, register
 from stnbook.paths import load_mnist
 from stnlib.data.distortions import DISTORTIONS, DistortedMNIST, fixed_test_set
 from stnlib.models import ModelConfig, STClassifier, build_model, default_budget
-from stnbook.experiments import Cell, Experiment, Profile, register
 
 PAPER_BUDGET = 150_000  # parameters per model in the paper-schedule profile (see PROFILES["paper"])
 

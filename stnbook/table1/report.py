@@ -13,13 +13,13 @@ from functools import lru_cache
 import matplotlib.pyplot as plt
 import torch
 
-from stnbook.paths import load_mnist
-from stnbook.experiments import load_results
-from stnlib.data.distortions import fixed_test_set
 from stnbook import artifacts as common
+from stnbook.experiments import load_results
+from stnbook.figures import COLORS, draw_outline, html_table, imshow
+from stnbook.paths import load_mnist
+from stnlib.data.distortions import fixed_test_set
 from stnlib.geometry import sampling_outline
 from stnlib.transforms import decompose_affine
-from stnbook.figures import COLORS, draw_outline, html_table, imshow
 
 ROWS = [("fcn", None), ("cnn", None), ("fcn", "affine"), ("fcn", "projective"), ("fcn", "tps"),
         ("cnn", "affine"), ("cnn", "projective"), ("cnn", "tps")]
@@ -464,10 +464,10 @@ def plot_pose_by_class(theta: torch.Tensor, data: dict, bins: int = 36):
 def paper_progress(cells: Sequence[str] | None = None) -> dict[str, dict]:
     """Each paper-profile cell's state: finished (its metrics) or in progress (step, eval history and compute
     segments read from its committed checkpoint); cells not started are left out."""
-    from stnbook.experiments import get_cells, get_profile
-    from stnbook.experiments import artifact_dir, run_dir_of
-    from stnlib.io import safe_torch_load
     import json
+
+    from stnbook.experiments import artifact_dir, get_cells, get_profile, run_dir_of
+    from stnlib.io import safe_torch_load
 
     steps = get_profile("table1", "paper").steps
     out = {}

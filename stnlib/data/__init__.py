@@ -10,8 +10,8 @@ __all__ = ["MNIST_FILES", "MnistDataError", "fetch_mnist", "load_mnist", "read_i
 
 from stnlib.data.distortions import (DIGIT_SIZE, DISTORTIONS, KINDS, SPLIT_SEEDS, DistortedMNIST, DistortionSpec,
                                      apply_distortion, as_image_batch, derive_seed, digit_box, distortion_matrix,
-                                     fixed_test_set, make_addition_batch, make_colocalisation_set, sample_distortion)
+                                     fixed_test_set, make_addition_batch, sample_distortion)
 
 __all__ += ["DIGIT_SIZE", "DISTORTIONS", "KINDS", "SPLIT_SEEDS", "DistortedMNIST", "DistortionSpec", "apply_distortion",
             "as_image_batch", "derive_seed", "digit_box", "distortion_matrix", "fixed_test_set", "make_addition_batch",
-            "make_colocalisation_set", "sample_distortion"]
+            "sample_distortion"]

@@ -115,9 +115,9 @@ SPLIT_SEEDS: dict[str, int] = {"test": 1234, "addition_test": 2345, "colocalisat
 """Seeds of the fixed evaluation sets, shared by every run of every model so all see the same images.
 
 ``fixed_test_set(kind, ...)`` derives its generator from ``(SPLIT_SEEDS["test"], kind)``, so each
-kind has its own, independent test distortions. The addition and co-localisation evaluation sets are
-made with ``torch.Generator().manual_seed(SPLIT_SEEDS["addition_test"])`` (resp. ``"colocalisation"``)
-passed to :func:`make_addition_batch` / :func:`make_colocalisation_set`.
+kind has its own, independent test distortions. :func:`stnlib.data.pairs.addition_test_set` and
+:func:`stnlib.data.pairs.colocalisation_set` derive theirs from ``SPLIT_SEEDS["addition_test"]`` and
+``SPLIT_SEEDS["colocalisation"]``.
 """
 
 _STREAM_PERMUTATION, _STREAM_DISTORTION, _STREAM_TEST = 1, 2, 3
@@ -505,25 +505,6 @@ def make_addition_batch(images_a: torch.Tensor, images_b: torch.Tensor, generato
     return torch.cat([x[:n], x[n:]], dim=1), params_a, params_b
 
 
-def make_colocalisation_set(images: torch.Tensor, generator: torch.Generator, canvas: int = 84,
-                            clutter: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Co-localisation images (A.2): each 28 x 28 digit at a random place on a ``canvas`` square.
-
-    Args:
-        images: (N, 28, 28) uint8 or (N, 1, 28, 28) float digits (the paper: 100 of one class).
-        generator: randomness.
-        canvas: side of the canvas (the paper: 84).
-        clutter: number of random 6 x 6 crops of *other* digits of ``images`` (the paper's T: 0, TC: 16).
-
-    Returns:
-        ``(x, boxes)``: x (N, 1, canvas, canvas) float; boxes (N, 4) float64 (x0, y0, x1, y1), the digit
-        frame's box in canvas pixels (pixel centres at integers), for IoU > 0.5 scoring.
-    """
-    x = as_image_batch(images)
-    params = sample_distortion("TC", x.shape[0], generator, canvas=canvas, clutter=clutter)
-    return apply_distortion("TC", x, params), digit_box("TC", params)
-
-
 def init_step_source(source, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
                      device: str | torch.device) -> None:
     """Validate and store what every step-indexed MNIST batch source holds (shared by :class:`DistortedMNIST`
@@ -658,6 +639,5 @@ def fixed_test_set(kind: str, images: torch.Tensor, labels: torch.Tensor, seed: 
 
 __all__ = [
     "DIGIT_SIZE", "DISTORTIONS", "DistortionSpec", "KINDS", "SPLIT_SEEDS", "DistortedMNIST", "apply_distortion",
-    "as_image_batch", "derive_seed", "digit_box", "distortion_matrix", "fixed_test_set", "make_addition_batch",
-    "make_colocalisation_set", "sample_distortion",
+    "as_image_batch", "derive_seed", "digit_box", "distortion_matrix", "fixed_test_set", "make_addition_batch", "sample_distortion",
 ]

@@ -17,8 +17,7 @@ What the paper leaves open, and what we assume
   split, which the embedding CNN (trained on the training split) never saw. Each digit, unscaled and
   unrotated, is placed at an integer position uniform over the 84 x 84 canvas; the cluttered variant
   adds 16 random 6 x 6 crops of MNIST *training* digits of every class (the paper: "crops sampled from
-  the original MNIST training dataset"), not of the 100 images themselves as
-  :func:`~stnlib.data.distortions.make_colocalisation_set` does.
+  the original MNIST training dataset"), not of the 100 images themselves.
 * The "randomly sampled patch" of the co-localisation triplet loss is a square crop of the digit's
   size (28 / 84 of the canvas side) at a location uniform over the positions where it lies inside the
   canvas; a new patch is drawn for every image at every step.

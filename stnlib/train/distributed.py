@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+
 def is_main_process() -> bool:
     """True unless this is a non-zero rank of an initialised ``torch.distributed`` group.
 

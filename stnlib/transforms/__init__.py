@@ -1,11 +1,11 @@
 """Transformation families (grid generators), one file each, selected by name through one registry."""
 
-from .base import Transform, available_transforms, get_transform, register_transform
 from .affine import AffineTransform, affine_from_params, affine_grid, affine_matrix, decompose_affine
+from .affine3d import Affine3DTransform, affine3d_matrix
 from .attention import AttentionTransform, attention_to_affine
+from .base import Transform, available_transforms, get_transform, register_transform
 from .projective import ProjectiveTransform, projective_matrix
 from .tps import TPSTransform
-from .affine3d import Affine3DTransform, affine3d_matrix
 
 __all__ = [
     "Transform", "available_transforms", "get_transform", "register_transform",
