@@ -49,8 +49,9 @@ fi
 echo "==> MNIST"
 "$VPY" -m stnlib.data fetch mnist --root data
 
-# The book serves RequireJS, the ipywidgets embed manager and MathJax itself (no CDN): pinned npm packages,
-# sha512-checked, into the git-ignored book/_static/stn/vendor. A second run checks the pins and returns.
+# The book serves RequireJS, the ipywidgets embed manager and MathJax itself (no CDN): `npm ci` from
+# package.json + package-lock.json (pins and integrity), then the files the pages need are copied into the
+# git-ignored book/_static/stn/vendor. A second run with the same lockfile returns at once.
 echo "==> web assets (npm)"
 "$VPY" -m stnbook.web vendor --quiet
 

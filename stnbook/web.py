@@ -11,15 +11,16 @@ Jupyter and in Colab, with no server and no CDN.
 
 The book loads RequireJS, the ipywidgets embed manager and MathJax from ``book/_static/stn/vendor``
 (``_config.yml``: ``nb_ipywidgets_js``, ``mathjax_path``) instead of public CDNs;
-``python -m stnbook.web vendor`` puts them there from the npm registry (pinned versions, sha512
-checked), and ``scripts/setup.sh`` runs it.
+``python -m stnbook.web vendor`` puts them there: ``npm ci`` from the checkout's ``package.json`` and
+``package-lock.json`` (versions and integrity pinned there), then the files the pages need are copied;
+``scripts/setup.sh`` runs it.
 
 The module is also a small Sphinx extension (``_config.yml``: ``sphinx.extra_extensions``) that drops
 a duplicate inline script sphinx-thebe adds to every page (a console error otherwise).
 
 Command line::
 
-    python -m stnbook.web vendor     # fetch the pinned web assets into book/_static/stn/vendor (idempotent)
+    python -m stnbook.web vendor     # npm ci + copy the web assets into book/_static/stn/vendor (idempotent)
     python -m stnbook.web check      # exit 1 if they are missing or stale
     python -m stnbook.web figures    # redraw the committed landing-page figure (book/_static/stn/figures)
 """
@@ -33,8 +34,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tarfile
-import tempfile
 from collections.abc import Sequence
 from fnmatch import fnmatch
 from pathlib import Path
@@ -390,32 +389,27 @@ def write_figures(dest: Path | None = None, dpi: int = 110) -> list[Path]:
 
 # ---------------------------------------------------------------------------------------------- web assets
 
-# Pinned npm packages the book serves itself (what myst-nb and Sphinx would otherwise load from CDNs).
-# files: (pattern inside the tarball, destination folder under vendor/); patterns use fnmatch.
+# The npm packages the book serves itself (what myst-nb and Sphinx would otherwise load from CDNs) are pinned in
+# the checkout's package.json and package-lock.json (versions and integrity hashes) and installed with `npm ci`;
+# VENDOR says which of their files the pages need. files: (pattern inside the package, destination folder under
+# vendor/); patterns use fnmatch. requirejs 2.3.4 is myst-nb's default require.js, html-manager 1.0.6 myst-nb 1.4's
+# embed manager (ipywidgets 8), mathjax 3.2.2 Sphinx 7's MathJax 3 component (tex-mml-chtml).
 VENDOR: dict[str, dict] = {
-    "requirejs": {
-        "version": "2.3.4",  # myst-nb's default require.js version
-        "integrity": "sha512-qPD5gRrj6kGQ0ZySAJgqbArkaDqPMbQIT0zSZDkIv1mfA17w/tR2Faq5l2qqRf2CdQx6FWln9nUrgd2UDzb19A==",
-        "files": [("package/require.js", "")],
-    },
+    "requirejs": {"files": [("require.js", "")]},
     "@jupyter-widgets/html-manager": {
-        "version": "1.0.6",  # myst-nb 1.4's default embed manager (ipywidgets 8)
-        "integrity": "sha512-+Mn+Ra8wyIHrYaUpfmf9A3dsLkt/NuwzPQN8sthdxBD35VV5cOJbpmgMhNR27n/rmP3mKyEe0PWCJrtZrXTXDQ==",
         # the AMD bundle and the icon fonts its CSS refers to (same folder)
-        "files": [("package/dist/embed-amd.js", "html-manager"), ("package/dist/*.woff2", "html-manager"),
-                  ("package/dist/*.woff", "html-manager"), ("package/dist/*.ttf", "html-manager"),
-                  ("package/dist/*.eot", "html-manager"), ("package/dist/*.svg", "html-manager"),
-                  ("package/LICENSE", "html-manager")],
+        "files": [("dist/embed-amd.js", "html-manager"), ("dist/*.woff2", "html-manager"),
+                  ("dist/*.woff", "html-manager"), ("dist/*.ttf", "html-manager"),
+                  ("dist/*.eot", "html-manager"), ("dist/*.svg", "html-manager"),
+                  ("LICENSE", "html-manager")],
     },
     "mathjax": {
-        "version": "3.2.2",  # Sphinx 7's default MathJax 3 component (tex-mml-chtml)
-        "integrity": "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
         # the combined component plus what it loads on demand (TeX extensions, fonts, menu, accessibility)
-        "files": [("package/es5/tex-mml-chtml.js", "mathjax"), ("package/es5/input/*", "mathjax/input"),
-                  ("package/es5/output/chtml/*", "mathjax/output/chtml"), ("package/es5/output/chtml.js", "mathjax/output"),
-                  ("package/es5/ui/*", "mathjax/ui"), ("package/es5/a11y/*", "mathjax/a11y"),
-                  ("package/es5/sre/*", "mathjax/sre"), ("package/es5/adaptors/*", "mathjax/adaptors"),
-                  ("package/LICENSE", "mathjax")],
+        "files": [("es5/tex-mml-chtml.js", "mathjax"), ("es5/input/*", "mathjax/input"),
+                  ("es5/output/chtml/*", "mathjax/output/chtml"), ("es5/output/chtml.js", "mathjax/output"),
+                  ("es5/ui/*", "mathjax/ui"), ("es5/a11y/*", "mathjax/a11y"),
+                  ("es5/sre/*", "mathjax/sre"), ("es5/adaptors/*", "mathjax/adaptors"),
+                  ("LICENSE", "mathjax")],
     },
 }
 # The files the built pages reference (relative to vendor/): what `check_vendored` verifies.
@@ -428,50 +422,54 @@ def vendor_dir() -> Path:
     return static_dir() / "vendor"
 
 
+def lockfile() -> Path:
+    """The checkout's ``package-lock.json`` (the pins of every web asset)."""
+    return project_root() / "package-lock.json"
+
+
 def _stamp() -> str:
-    return json.dumps({k: [v["version"], v["integrity"]] for k, v in sorted(VENDOR.items())}, sort_keys=True)
+    return hashlib.sha256(lockfile().read_bytes()).hexdigest()
 
 
 def check_vendored(dest: Path | None = None) -> list[str]:
-    """The entry points of :data:`VENDOR_ENTRY_POINTS` missing under ``dest`` (empty when all are there)."""
+    """The entry points of :data:`VENDOR_ENTRY_POINTS` missing under ``dest`` (empty when all are there and
+    were copied from the current lockfile's packages)."""
     dest = Path(dest) if dest is not None else vendor_dir()
     missing = [p for p in VENDOR_ENTRY_POINTS if not (dest / p).is_file()]
-    stamp = dest / "VERSIONS.json"
+    stamp = dest / "LOCKFILE.sha256"
     if not stamp.is_file() or stamp.read_text() != _stamp():
-        missing.append("VERSIONS.json (pins changed or never vendored)")
+        missing.append("LOCKFILE.sha256 (package-lock.json changed, or never vendored)")
     return missing
 
 
-def _extract(tgz: Path, files: list[tuple[str, str]], dest: Path) -> int:
+def _copy_files(package_dir: Path, files: list[tuple[str, str]], dest: Path) -> int:
     count = 0
-    with tarfile.open(tgz, "r:gz") as tar:
-        for member in tar.getmembers():
-            name = member.name
-            if not member.isfile() or name.startswith("/") or ".." in Path(name).parts:
+    for path in sorted(package_dir.rglob("*")):
+        if not path.is_file():
+            continue
+        name = path.relative_to(package_dir).as_posix()
+        for pattern, folder in files:
+            if not fnmatch(name, pattern):
                 continue
-            for pattern, folder in files:
-                if not fnmatch(name, pattern):
-                    continue
-                # keep the path below the pattern's fixed prefix ("package/es5/input/tex/x.js" -> "tex/x.js")
-                prefix = pattern.split("*")[0].rsplit("/", 1)[0] if "*" in pattern else pattern.rsplit("/", 1)[0]
-                rel = Path(name[len(prefix) + 1:])
-                target = dest / folder / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(member) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
-                count += 1
-                break
+            # keep the path below the pattern's fixed prefix ("es5/input/tex/x.js" -> "tex/x.js")
+            fixed = pattern.split("*")[0] if "*" in pattern else pattern
+            prefix = fixed.rsplit("/", 1)[0] if "/" in fixed else ""
+            rel = Path(name[len(prefix) + 1:] if prefix else name)
+            target = dest / folder / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+            count += 1
+            break
     return count
 
 
 def vendor_web_assets(dest: Path | None = None, npm: str = "npm", force: bool = False, quiet: bool = False) -> Path:
-    """Put the pinned web assets of :data:`VENDOR` under ``dest`` with ``npm pack`` (idempotent).
-
-    Each tarball's sha512 is checked against the pin before anything is extracted. A second call
-    with the same pins returns at once.
+    """Put the web assets the pages need under ``dest``: ``npm ci`` (the lockfile's versions, integrity
+    checked by npm) into the checkout's ``node_modules``, then the files of :data:`VENDOR` copied (idempotent:
+    a second call with the same lockfile returns at once).
 
     Raises:
-        RuntimeError: npm is missing or fails, or a tarball does not match its pinned integrity.
+        RuntimeError: npm is missing or fails, or an entry point is missing afterwards.
     """
     dest = Path(dest) if dest is not None else vendor_dir()
     if not force and not check_vendored(dest):
@@ -482,27 +480,19 @@ def vendor_web_assets(dest: Path | None = None, npm: str = "npm", force: bool = 
     if exe is None:
         raise RuntimeError(f"{npm!r} not found: install Node.js/npm (Debian: apt-get install npm) to fetch the web "
                            "assets the book serves (RequireJS, the ipywidgets embed manager, MathJax)")
+    root = project_root()
+    proc = subprocess.run([exe, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+                          capture_output=True, text=True, cwd=root)
+    if proc.returncode != 0:
+        raise RuntimeError(f"npm ci failed in {root}:\n{proc.stderr[-2000:]}")
     tmp_dest = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp_dest, ignore_errors=True)
     tmp_dest.mkdir(parents=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, spec in VENDOR.items():
-            proc = subprocess.run([exe, "pack", f"{name}@{spec['version']}", "--json", "--pack-destination", tmp],
-                                  capture_output=True, text=True, cwd=tmp)
-            if proc.returncode != 0:
-                raise RuntimeError(f"npm pack {name}@{spec['version']} failed:\n{proc.stderr[-2000:]}")
-            filename = json.loads(proc.stdout)[0]["filename"]
-            tgz = Path(tmp) / filename.replace("@", "").replace("/", "-")
-            if not tgz.is_file():
-                tgz = next(Path(tmp).glob(f"*{spec['version']}.tgz"))
-            digest = "sha512-" + base64.b64encode(hashlib.sha512(tgz.read_bytes()).digest()).decode()
-            if digest != spec["integrity"]:
-                raise RuntimeError(f"{name}@{spec['version']}: tarball integrity {digest} does not match the pin")
-            n = _extract(tgz, spec["files"], tmp_dest)
-            tgz.unlink()
-            if not quiet:
-                print(f"vendored {name}@{spec['version']}: {n} files")
-    (tmp_dest / "VERSIONS.json").write_text(_stamp())
+    for name, spec in VENDOR.items():
+        n = _copy_files(root / "node_modules" / name, spec["files"], tmp_dest)
+        if not quiet:
+            print(f"vendored {name}: {n} files")
+    (tmp_dest / "LOCKFILE.sha256").write_text(_stamp())
     gitignore = dest / ".gitignore"
     keep = gitignore.read_text() if gitignore.is_file() else None
     shutil.rmtree(dest, ignore_errors=True)
@@ -517,7 +507,7 @@ def vendor_web_assets(dest: Path | None = None, npm: str = "npm", force: bool = 
 
 __all__ = ["StaticExplorer", "static_theta_explorer", "static_prediction_explorer", "static_model_explorer",
            "plot_three_parts", "plot_pixel_conventions", "plot_theta_direction", "write_figures", "explorer_js",
-           "static_dir", "VENDOR", "vendor_web_assets", "check_vendored", "vendor_dir", "setup"]
+           "static_dir", "VENDOR", "vendor_web_assets", "check_vendored", "vendor_dir", "lockfile", "setup"]
 
 
 # ---------------------------------------------------------------------------------------------- Sphinx hook
@@ -548,7 +538,7 @@ def setup(app) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stnbook.web", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="action", required=True)
-    v = sub.add_parser("vendor", help="fetch the pinned web assets into book/_static/stn/vendor (npm pack)")
+    v = sub.add_parser("vendor", help="npm ci, then copy the web assets into book/_static/stn/vendor")
     v.add_argument("--dest", type=Path, default=None)
     v.add_argument("--force", action="store_true", help="fetch again even if the pins are in place")
     v.add_argument("--quiet", action="store_true")

@@ -9,15 +9,12 @@ stnbook.web emits and the vendoring of the web assets (offline, with a stand-in 
 from __future__ import annotations
 
 import base64
-import hashlib
-import io
 import json
 import math
 import os
 import re
 import shutil
 import subprocess
-import tarfile
 
 import numpy as np
 import pytest
@@ -228,63 +225,53 @@ def test_landing_figure_is_committed_and_drawable():
 
 # --------------------------------------------------------------------------------------------- vendoring
 
-def fake_package(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def integrity(data: bytes) -> str:
-    return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
-
-
 @pytest.fixture
-def fake_npm(tmp_path):
-    """An `npm` that packs a prepared tarball (no network), as `npm pack --json` does."""
-    tgz = fake_package({"package/dist/embed-amd.js": b"// amd", "package/dist/a.woff2": b"font",
-                        "package/dist/x.js.map": b"map", "package/es5/input/tex/ext/a.js": b"ext"})
-    store = tmp_path / "store.tgz"
-    store.write_bytes(tgz)
+def fake_checkout(tmp_path, monkeypatch):
+    """A checkout with a lockfile and an `npm` whose `ci` lays out node_modules (no network)."""
+    root = tmp_path / "checkout"
+    root.mkdir()
+    (root / "package-lock.json").write_text('{"lockfileVersion": 3}')
+    monkeypatch.setattr(web, "project_root", lambda: root)
     npm = tmp_path / "npm"
     npm.write_text("#!/bin/sh\n"
-                   "dest=$5\n"
-                   f"cp {store} \"$dest/pkg-1.0.0.tgz\"\n"
-                   "echo '[{\"filename\": \"pkg-1.0.0.tgz\"}]'\n")
+                   "[ \"$1\" = ci ] || exit 3\n"
+                   "mkdir -p node_modules/pkg/dist node_modules/pkg/es5/input/tex/ext\n"
+                   "echo amd > node_modules/pkg/dist/embed-amd.js\n"
+                   "echo font > node_modules/pkg/dist/a.woff2\n"
+                   "echo map > node_modules/pkg/dist/x.js.map\n"
+                   "echo ext > node_modules/pkg/es5/input/tex/ext/a.js\n")
     npm.chmod(0o755)
-    return npm, integrity(tgz)
+    return root, npm
 
 
-def test_vendoring_checks_integrity_and_extracts_only_the_pinned_files(fake_npm, tmp_path, monkeypatch):
-    npm, good = fake_npm
-    files = [("package/dist/embed-amd.js", "html-manager"), ("package/dist/*.woff2", "html-manager"),
-             ("package/es5/input/*", "mathjax/input")]
-    monkeypatch.setattr(web, "VENDOR", {"pkg": {"version": "1.0.0", "integrity": good, "files": files}})
+def test_vendoring_runs_npm_ci_and_copies_only_the_listed_files(fake_checkout, tmp_path, monkeypatch):
+    root, npm = fake_checkout
+    files = [("dist/embed-amd.js", "html-manager"), ("dist/*.woff2", "html-manager"), ("es5/input/*", "mathjax/input")]
+    monkeypatch.setattr(web, "VENDOR", {"pkg": {"files": files}})
     monkeypatch.setattr(web, "VENDOR_ENTRY_POINTS", ("html-manager/embed-amd.js", "mathjax/input/tex/ext/a.js"))
     dest = tmp_path / "vendor"
     assert web.check_vendored(dest)  # nothing there yet
     web.vendor_web_assets(dest, npm=str(npm), quiet=True)
     got = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
-    assert got == ["VERSIONS.json", "html-manager/a.woff2", "html-manager/embed-amd.js", "mathjax/input/tex/ext/a.js"]
+    assert got == ["LOCKFILE.sha256", "html-manager/a.woff2", "html-manager/embed-amd.js", "mathjax/input/tex/ext/a.js"]
     assert web.check_vendored(dest) == []
-    npm.write_text("#!/bin/sh\nexit 9\n")  # a second call must not even run npm
+    npm.write_text("#!/bin/sh\nexit 9\n")  # a second call with the same lockfile must not even run npm
     web.vendor_web_assets(dest, npm=str(npm), quiet=True)
+    (root / "package-lock.json").write_text('{"lockfileVersion": 3, "changed": true}')
+    assert web.check_vendored(dest)  # the pins changed: stale
+    with pytest.raises(RuntimeError, match="npm ci failed"):
+        web.vendor_web_assets(dest, npm=str(npm), quiet=True)  # npm runs, and fails here
+    assert (dest / "html-manager" / "embed-amd.js").is_file()  # a failed update leaves the old assets
 
-    monkeypatch.setattr(web, "VENDOR", {"pkg": {"version": "1.0.0", "integrity": "sha512-bad", "files": files}})
-    with pytest.raises(RuntimeError, match="failed"):
-        web.vendor_web_assets(dest, npm=str(npm), quiet=True)  # the pins changed: npm runs, and fails here
 
+def test_the_lockfile_pins_every_vendored_package():
+    import json
 
-def test_vendoring_refuses_a_tarball_that_does_not_match_its_pin(fake_npm, tmp_path, monkeypatch):
-    npm, _ = fake_npm
-    monkeypatch.setattr(web, "VENDOR", {"pkg": {"version": "1.0.0", "integrity": "sha512-AAAA",
-                                                "files": [("package/dist/*", "x")]}})
-    with pytest.raises(RuntimeError, match="does not match the pin"):
-        web.vendor_web_assets(tmp_path / "vendor", npm=str(npm), quiet=True)
-    assert not (tmp_path / "vendor").exists()
+    lock = json.loads((ROOT / "package-lock.json").read_text())["packages"]
+    declared = json.loads((ROOT / "package.json").read_text())["dependencies"]
+    for name in web.VENDOR:
+        entry = lock[f"node_modules/{name}"]
+        assert entry["version"] == declared[name] and entry["integrity"].startswith("sha512-")
 
 
 def test_book_config_serves_the_vendored_assets_and_no_cdn():
