@@ -2,11 +2,16 @@
 
 Everything takes tensors and returns matplotlib Figures; nothing here computes what it draws
 (that lives in the rest of stnlib), so a figure can always be regenerated from the numbers.
+
+Chapters call :func:`setup_book_figures` once, after ``%matplotlib inline``: readable font sizes and
+figures rendered at twice their resolution (sharp on high-DPI screens, in Jupyter and in the book).
 """
 
 from __future__ import annotations
 
+import base64
 import io
+import struct
 from collections.abc import Sequence
 
 import matplotlib
@@ -20,6 +25,61 @@ from stnlib.sampler import bilinear_sample
 from stnlib.transforms import Transform, get_transform
 
 COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0")
+
+BOOK_RC = {
+    "figure.dpi": 100,  # one inch of figure is 100 CSS pixels on the page (the PNG holds twice that: retina)
+    "savefig.dpi": 200,  # figures saved to files: the same 2x resolution
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "figure.titlesize": 11,
+}
+"""matplotlib settings of the book's figures: no text under 9 pt, 2x resolution for files."""
+
+RETINA_SCALE = 2
+"""How many PNG pixels a figure has per CSS pixel it is displayed at."""
+
+
+def retina_png(fig) -> tuple[str, dict[str, int]] | None:
+    """A Figure as IPython's ``image/png`` output: (base64 PNG at twice ``fig.dpi``, {"width": CSS pixels}).
+
+    Like IPython's own "retina" format, but the output states only the width: the book (Sphinx) writes the
+    stated size into the image's ``style``, and a fixed height would squash the figure on a narrow screen,
+    where the theme shrinks the width to fit. Returns None for an empty figure (nothing is displayed).
+    """
+    from IPython.core.pylabtools import print_figure
+
+    data = print_figure(fig, fmt="retina", base64=False)
+    if data is None:
+        return None
+    ihdr = data.index(b"IHDR")
+    width = struct.unpack(">i", data[ihdr + 4:ihdr + 8])[0]
+    return base64.b64encode(data).decode("ascii"), {"width": width // RETINA_SCALE}
+
+
+def setup_book_figures(retina: bool = True) -> None:
+    """Set up a chapter's figures: :data:`BOOK_RC` font sizes and dpi, and (in IPython) retina PNG output.
+
+    Call it once at the top of a chapter, after ``%matplotlib inline``: figures then display at
+    ``figure.dpi`` CSS pixels per inch from a PNG with twice as many pixels, sharp on high-DPI screens in
+    Jupyter, Colab and the built book alike. Outside IPython only the matplotlib settings change.
+
+    Args:
+        retina: register :func:`retina_png` as IPython's PNG formatter for Figures.
+    """
+    matplotlib.rcParams.update(BOOK_RC)
+    if not retina:
+        return
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python: nothing displays figures
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["image/png"].for_type(matplotlib.figure.Figure, retina_png)
 
 
 def html_table(header: Sequence[str], rows: Sequence[Sequence[object]], caption: str | None = None,
@@ -56,13 +116,17 @@ def as_image(t: torch.Tensor):
 
 
 def imshow(ax, image: torch.Tensor, title: str | None = None, cmap: str = "gray", vmin: float | None = 0.0,
-           vmax: float | None = None) -> None:
-    """Show an image with pixel centres at integer coordinates (matches :func:`stnlib.normalized_to_pixel`)."""
-    ax.imshow(as_image(image), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+           vmax: float | None = None, fontsize: float = 9):
+    """Show an image with pixel centres at integer coordinates (matches :func:`stnlib.normalized_to_pixel`).
+
+    Returns the ``AxesImage`` (for a colour bar).
+    """
+    im = ax.imshow(as_image(image), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=fontsize)
+    return im
 
 
 def draw_outline(ax, poly: torch.Tensor, color: str = COLORS[0], lw: float = 1.5, label: str | None = None) -> None:
@@ -97,7 +161,9 @@ def plot_anatomy(image: torch.Tensor, theta: torch.Tensor, transform: str | Tran
     """The three parts of a spatial transformer for one image (paper Fig. 2-3).
 
     Left: the input U with the sampling grid T_theta(G) the grid generator produced (every point is
-    where one output pixel reads). Right: the sampler's output V.
+    where one output pixel reads). Right: the sampler's output V. Sized to stay legible on a phone:
+    4.4 inches (440 px in the book) with 11 pt titles, still about 12 px text when a 400 px wide screen
+    shrinks it to 350 px.
 
     Args:
         image: (C, H, W) input.
@@ -111,15 +177,15 @@ def plot_anatomy(image: torch.Tensor, theta: torch.Tensor, transform: str | Tran
     grid = tf.grid(theta, size)[0]
     out = bilinear_sample(image[None], grid[None])[0]
     if fig is None:
-        fig = plt.figure(figsize=(6.4, 3.2))
+        fig = plt.figure(figsize=(4.4, 2.7))
     ax_in, ax_out = fig.subplots(1, 2)
-    imshow(ax_in, image, "input U + sampling grid $T_\\theta(G)$")
+    imshow(ax_in, image, "input $U$ with the grid\n$\\mathcal{T}_\\theta(G)$ (blue)", fontsize=11)
     draw_grid(ax_in, grid, in_size, every)
     draw_outline(ax_in, sampling_outline(theta[0], tf, in_size), COLORS[0])
     set_view(ax_in, in_size)
-    imshow(ax_out, out, f"output V ({size[0]}x{size[1]})")
+    imshow(ax_out, out, f"output $V$\n({size[0]} x {size[1]})", fontsize=11)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -127,28 +193,49 @@ def plot_anatomy(image: torch.Tensor, theta: torch.Tensor, transform: str | Tran
 def plot_families(image: torch.Tensor, thetas: dict[str, torch.Tensor], out_size: Sequence[int] | None = None):
     """One column per transformation family: input with its grid (top), output (bottom)."""
     n = len(thetas)
-    fig, axes = plt.subplots(2, n, figsize=(2.3 * n, 4.6), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.9), squeeze=False)
     in_size = tuple(image.shape[-2:])
     for k, (name, theta) in enumerate(thetas.items()):
         tf = get_transform(name)
         size = tuple(out_size) if out_size is not None else in_size
         th = theta.reshape(1, -1).to(image.dtype)
-        imshow(axes[0, k], image, f"{name} ({tf.num_params} params)")
+        imshow(axes[0, k], image, f"{name}\n{tf.num_params} parameters", fontsize=10)
         draw_grid(axes[0, k], tf.grid(th, size)[0], in_size, every=3)
         draw_outline(axes[0, k], sampling_outline(th[0], tf, in_size), COLORS[0])
         set_view(axes[0, k], in_size)
-        imshow(axes[1, k], warp(image[None], th, tf, size)[0], "output")
+        imshow(axes[1, k], warp(image[None], th, tf, size)[0], "output", fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def plot_jacobian(jac: torch.Tensor, names: Sequence[str]):
-    """Show d(output)/d(theta_k) images (P, C, H, W) side by side, with a shared symmetric colour scale."""
+def plot_jacobian(jac: torch.Tensor, names: Sequence[str], ncols: int = 3, shared: bool = False):
+    r"""Show d(output)/d(theta_k) images (P, C, H, W) in a grid, each with a colour bar.
+
+    Blue is negative, red positive, white zero: every panel's scale is symmetric about zero, over
+    ``[-m, m]`` with ``m`` the panel's largest magnitude (``shared``: the largest over all panels).
+
+    Args:
+        jac: (P, C, H, W) from :func:`stnlib.analysis.theta_jacobian`.
+        names: P parameter names for the titles (may hold mathtext, e.g. ``$\theta_{13}$`` as a raw string).
+        ncols: panels per row.
+        shared: one scale for all panels instead of one per panel.
+    """
     p = jac.shape[0]
-    lim = float(jac.abs().max()) or 1.0
-    fig, axes = plt.subplots(1, p, figsize=(1.7 * p, 2.1), squeeze=False)
-    for k in range(p):
-        imshow(axes[0, k], jac[k], f"d V / d {names[k]}", cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ncols = max(1, min(int(ncols), p))
+    nrows = -(-p // ncols)
+    top = float(jac.abs().max()) or 1.0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.15 * ncols, 2.05 * nrows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= p:  # an unused slot of the last row
+            fig.delaxes(ax)
+            continue
+        lim = top if shared else (float(jac[k].abs().max()) or 1.0)
+        name = str(names[k])
+        symbol = name[1:-1] if len(name) > 1 and name[0] == name[-1] == "$" else f"\\mathrm{{{name}}}"
+        im = imshow(ax, jac[k], f"$\\partial V / \\partial {symbol}$", cmap="RdBu_r", vmin=-lim, vmax=lim, fontsize=10)
+        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, ticks=[-lim, 0.0, lim])
+        bar.ax.set_yticklabels([f"\u2212{lim:.2g}", "0", f"{lim:.2g}"])
+        bar.ax.tick_params(labelsize=9)
     fig.tight_layout()
     return fig
 

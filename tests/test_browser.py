@@ -8,7 +8,8 @@ and a Colab launch link on notebook pages. On the anatomy page the rotation slid
 with the mouse and set with the keyboard, and the output canvas must show what stnlib computes:
 the digit itself at the identity and ``torch.rot90`` of it at 90 degrees. On the conventions page
 the projective corners and TPS control points are dragged and the canvas must match stnlib's warp
-for the theta the page reports. Screenshots go to _build/html/screenshots/.
+for the theta the page reports. Screenshots go to _build/screenshots/ (:data:`SCREENSHOTS`), outside
+_build/html: that folder is what gets published.
 
 The DevTools protocol runs over ``--remote-debugging-pipe`` (NUL-separated JSON on fds 3 and 4),
 so no websocket client is needed.
@@ -41,6 +42,16 @@ from stnlib.analysis import warp
 PAGES = [p.relative_to(ROOT).with_suffix(".html").as_posix() for p in toc_files()]
 NO_CHROMIUM_MARKER = ROOT / ".venv" / ".stnbook-no-chromium"  # written by scripts/setup.sh when apt is unavailable
 VIEWPORT = (1280, 900)
+HTML_DIR = ROOT / "_build" / "html"  # the built book, published as it is
+SCREENSHOTS = ROOT / "_build" / "screenshots"  # for a person to look at; never inside HTML_DIR
+
+
+def screenshot_dir() -> Path:
+    """The folder the screenshots go to, created; removes a screenshots/ folder that older runs left in the
+    published HTML_DIR."""
+    shutil.rmtree(HTML_DIR / "screenshots", ignore_errors=True)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
 
 
 def find_chromium() -> str | None:
@@ -355,11 +366,11 @@ PAGE_REPORT = """(() => {
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_offline_with_math_figures_and_widgets(site, page):
-    dt, base, build = site
+    _, base, _ = site
     p = open_page(site, page)
     try:
         report = p.eval(PAGE_REPORT)
-        p.screenshot(build / "screenshots" / (Path(page).stem + ".png"))
+        p.screenshot(screenshot_dir() / (Path(page).stem + ".png"))
         problems = p.problems()
     finally:
         p.close()
@@ -431,9 +442,8 @@ def library_output(state: dict) -> torch.Tensor:
 def test_anatomy_rotation_slider_turns_the_digit_like_stnlib(site):
     if "book/anatomy.html" not in PAGES:
         pytest.skip("no anatomy chapter in _toc.yml")
-    _, _, build = site
     p = open_page(site, "book/anatomy.html")
-    shots = build / "screenshots"
+    shots = screenshot_dir()
     try:
         assert p.eval("document.querySelectorAll('.stn-explorer').length") >= 1, "no in-page explorer on the page"
         start = explorer_state(p, 0)
@@ -473,7 +483,6 @@ def test_anatomy_rotation_slider_turns_the_digit_like_stnlib(site):
 def test_conventions_projective_corners_and_tps_points_drag_like_stnlib(site):
     if "book/conventions.html" not in PAGES:
         pytest.skip("no conventions page in _toc.yml")
-    _, _, build = site
     p = open_page(site, "book/conventions.html")
     try:
         families = p.eval("[...document.querySelectorAll('.stn-explorer')].map(e => e.stnExplorer.family)")
@@ -494,7 +503,7 @@ def test_conventions_projective_corners_and_tps_points_drag_like_stnlib(site):
             assert_canvas_is(after, library_output(after), f"{name} after a drag")
             assert np.abs(np.array(after["pixels"]) - np.array(before["pixels"])).max() > 50, f"{name} output unchanged"
             element = p.eval(f"document.querySelectorAll('.stn-explorer')[{index}].id")
-            p.screenshot(build / "screenshots" / f"conventions-{name}-dragged.png", f"#{element}")
+            p.screenshot(screenshot_dir() / f"conventions-{name}-dragged.png", f"#{element}")
         problems = p.problems()
     finally:
         p.close()
@@ -509,7 +518,6 @@ def test_explorer_output_works_on_its_own_like_in_jupyter(site):
     from stnlib.data import load_mnist
     from stnlib.transforms import affine_from_params
 
-    _, _, build = site
     images, labels = load_mnist("test")
     digits = images[:3].float().div(255)[:, None]
     thetas = torch.stack([affine_from_params(), affine_from_params(45, 0.8, 0.8), affine_from_params(-30, 0.6, 0.6, 0, 0.2)])
@@ -529,7 +537,7 @@ def test_explorer_output_works_on_its_own_like_in_jupyter(site):
             assert_canvas_is(state, expected, f"gallery item {k}")
             assert p.eval("document.querySelector('.stn-info').textContent") == notes[k]
             if k == 1:
-                p.screenshot(build / "screenshots" / "standalone-gallery.png", ".stn-explorer")
+                p.screenshot(screenshot_dir() / "standalone-gallery.png", ".stn-explorer")
             p.key("ArrowRight", 39)
         problems = p.problems()
     finally:

@@ -90,18 +90,29 @@ def rectify_models(profile: str) -> dict[str, object]:
     return out
 
 
+def r180_key_numbers(stats: dict[int, dict[str, float]]) -> dict[str, str]:
+    """The numbers the R180 prose quotes (strings), from :func:`~stnbook.table1.report.pose_by_class`."""
+    axial = [s["axial"] for s in stats.values()]
+    axes = [abs(s["axis_deg"]) for s in stats.values()]
+    return {"r180_one_pose_max": f"{max(s['resultant'] for s in stats.values()):.2f}",
+            "r180_axial_min": f"{min(axial):.2f}", "r180_axial_max": f"{max(axial):.2f}",
+            "r180_input_axial_max": f"{max(s['input_axial'] for s in stats.values()):.2f}",
+            "r180_axis_max": f"{max(axes):.0f}"}
+
+
 def r180_pose(profile: str, cell: str = "R180-st-fcn-affine"):
-    """(HTML table, figure) of the output pose per class for an R180 transformer, or None without an artifact."""
+    """(HTML table, figure, key numbers) of the output pose per class for an R180 transformer, or None
+    without an artifact."""
     got = common.chapter_cell("rectify", cell, profile)
     if got is None:
         return None
     metrics, _, analysis = got
     data = test_set("R180", len(analysis["theta"]))
     stats = pose_by_class(analysis["theta"], data)
-    body = [[c, f"{s['mean_deg']:+.0f}", f"{s['resultant']:.2f}", f"{100 * s['near_mean']:.0f}%",
-             f"{100 * s['near_opposite']:.0f}%"] for c, s in stats.items()]
-    table = html_table(["digit", "mean output pose (deg)", "concentration (1 = one pose)",
-                        "within 45 deg of it", "within 45 deg of its opposite"], body,
-                       caption=f"{rectify_label(cell)}: {metrics['test_error']:.2f}% test error, "
-                               f"rotation slope {metrics['rectification']['slope']:+.2f}")
-    return table, plot_pose_by_class(analysis["theta"], data)
+    body = [[c, f"{s['resultant']:.2f}", f"{s['axial']:.2f}", f"{s['axis_deg']:+.0f}", f"{s['input_axial']:.2f}"]
+            for c, s in stats.items()]
+    table = html_table(["digit", "concentration on one pose", "on one pose or its opposite (axial)",
+                        "that axis (deg)", "axial concentration of the inputs"], body,
+                       caption=f"{rectify_label(cell)}: {metrics['test_error']:.2f}% test error; 1 = every output "
+                               "in one pose, 0 = no preferred pose")
+    return table, plot_pose_by_class(analysis["theta"], data), r180_key_numbers(stats)

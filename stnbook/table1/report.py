@@ -6,7 +6,6 @@ never as results.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -424,21 +423,29 @@ def plot_rectification_over_training(runs: dict[str, dict], ax=None):
 
 
 def pose_by_class(theta: torch.Tensor, data: dict) -> dict[int, dict[str, float]]:
-    """R180: the orientation each output digit ends up in (applied angle + the rotation theta implies;
-    0 = the pose the transformer maps every input to), per class: circular mean and spread (degrees),
-    and the share of outputs within 45 degrees of the class's mean pose or of its opposite (180 away)."""
+    """R180: the orientation each output digit ends up in (applied angle + the rotation theta implies; 0 =
+    the pose the transformer maps every input to), per class, as circular statistics: ``resultant`` (1 = every
+    output in one pose, 0 = no preferred pose) and ``mean_deg``; ``axial`` the same for the doubled angles (1 =
+    every output in one pose *or its opposite*, 180 degrees away), ``axis_deg`` that axis; and, for comparison,
+    ``input_axial``, the axial concentration of the inputs themselves (near 0: they are uniformly rotated)."""
     from stnlib.analysis import implied_similarity
 
     rot = implied_similarity(theta)["rotation_deg"].double()
-    pose = torch.deg2rad(data["params"]["angle_deg"][: len(rot)].double() + rot)
+    n = len(rot)
+    applied = torch.deg2rad(data["params"]["angle_deg"][:n].double())
+    pose = applied + torch.deg2rad(rot)
+
+    def circ(a: torch.Tensor) -> tuple[float, float]:
+        s, c = torch.sin(a).mean(), torch.cos(a).mean()
+        return float(torch.hypot(s, c)), float(torch.rad2deg(torch.atan2(s, c)))
+
     out = {}
     for c in range(10):
-        a = pose[data["y"][: len(rot)] == c]
-        mean = torch.atan2(torch.sin(a).mean(), torch.cos(a).mean())
-        resultant = torch.hypot(torch.sin(a).mean(), torch.cos(a).mean())
-        off = torch.rad2deg(torch.remainder(a - mean + math.pi, 2 * math.pi) - math.pi).abs()
-        out[c] = {"mean_deg": float(torch.rad2deg(mean)), "resultant": float(resultant),
-                  "near_mean": float((off <= 45).double().mean()), "near_opposite": float((off >= 135).double().mean())}
+        sel = data["y"][:n] == c
+        r1, m1 = circ(pose[sel])
+        r2, m2 = circ(2 * pose[sel])
+        out[c] = {"resultant": r1, "mean_deg": m1, "axial": r2, "axis_deg": m2 / 2,
+                  "input_axial": circ(2 * applied[sel])[0]}
     return out
 
 
