@@ -71,6 +71,7 @@ def rectify_key_numbers(rect: dict[str, dict], paper_rect: dict | None) -> dict[
     return {
         "rect_fcn_slope": get("R-st-fcn-affine", lambda m: f"{abs(m['rectification']['slope']):.2f}"),
         "rect_fcn_r": get("R-st-fcn-affine", lambda m: f"{abs(m['rectification']['r']):.2f}"),
+        "rect_fcn_percent": get("R-st-fcn-affine", lambda m: f"{100 * abs(m['rectification']['slope']):.0f}"),
         "rect_fcn_error": get("R-st-fcn-affine", lambda m: f"{m['test_error']:.2f}"),
         "rect_cnn_slope": get("R-st-cnn-affine", lambda m: f"{abs(m['rectification']['slope']):.2f}"),
         "rect_cnn_error": get("R-st-cnn-affine", lambda m: f"{m['test_error']:.2f}"),
