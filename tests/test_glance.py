@@ -1,0 +1,145 @@
+"""Results at a glance (stnbook.glance): the verdicts, the landing table computed from artifacts, its HTML."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from stnbook import glance
+from stnbook.experiments import load_results
+
+CPU = {"device": "cpu", "cpu_model": "Test CPU", "cpu_count": 2, "torch_threads": 1}
+MARKDOWN_TABLE = [re.compile(r"^\s*\|.*\|\s*$", re.M), re.compile(r"\|\s*:?-{3,}")]
+
+
+def test_verdict_on_constructed_numbers():
+    assert glance.verdict(0.7, 0.5, True) == "reproduced"  # 1.4x the paper's error
+    assert glance.verdict(0.7, 0.5, False) == "reproduced"  # the numbers alone decide it
+    assert glance.verdict(0.75, 0.5, False) == "reproduced"  # exactly 1.5x
+    assert glance.verdict(0.2, 0.5, None) == "reproduced"  # better than the paper
+    assert glance.verdict(3.0, 0.5, True) == "ordering only"
+    assert glance.verdict(3.0, 0.5, False) == "not yet"
+    assert glance.verdict(3.0, 0.5, None) == "not yet"  # no ordering to check
+    assert glance.verdict(0.0, 0.0, False) == "reproduced" and glance.verdict(1.0, 0.0, True) == "ordering only"
+    assert glance.verdict(None, 0.5, True) == "ordering only" and glance.verdict(None, None, False) == "not yet"
+    # another data set: only the ordering can be compared, however close the numbers
+    assert glance.verdict(0.5, 0.5, True, comparable=False) == "ordering only"
+    assert glance.verdict(0.5, 0.5, False, comparable=False) == "not yet"
+    assert set(glance.VERDICTS) == {"reproduced", "ordering only", "not yet"}
+
+
+def test_random_window_is_chance():
+    assert glance.random_window_success(28, 28) == 100.0
+    assert 0 < glance.random_window_success(84, 28) < 10
+    assert glance.random_window_success(84, 28, threshold=0.99) < glance.random_window_success(84, 28)
+
+
+def write_metrics(root, experiment, profile, cell, **fields):
+    folder = root / experiment / profile / cell
+    folder.mkdir(parents=True)
+    metrics = {"experiment": experiment, "cell": cell, "profile": profile, "steps": 100, "batch_size": 8,
+               "wall_time_s": 60.0, "hardware": CPU, "test_error": None, **fields}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.fixture
+def fake_results(tmp_path):
+    """A results root holding a few artifacts with made-up numbers, and one benchmark."""
+    w = lambda *a, **k: write_metrics(tmp_path, *a, **k)
+    w("table1", "full", "E-cnn", test_error=2.0)
+    w("table1", "full", "E-st-cnn-tps", test_error=1.6)  # 1.45x the paper's 1.1: reproduced
+    w("table1", "full", "E-st-cnn-affine", test_error=1.9)
+    w("table1", "full", "R-cnn", test_error=1.0)
+    w("table1", "full", "R-st-cnn-affine", test_error=3.0)  # worse than the CNN and far from 0.7: not yet
+    w("table1", "full", "RTS-cnn", test_error=5.0)
+    w("table1", "full", "RTS-st-cnn-affine", test_error=2.0)  # beats the CNN, 4x the paper's 0.5: ordering only
+    w("table1", "long", "RTS-st-cnn-affine", test_error=0.6, steps=400)  # more training: replaces the full run
+    w("addition", "full", "fcn", test_error=80.0)
+    w("addition", "full", "2st-fcn-tps", test_error=40.0)
+    for d in range(10):
+        w("colocalisation", "full", f"T-{d}", success=100.0, model_config={"canvas": 84, "out_size": 28})
+        w("colocalisation", "full", f"TC-{d}", success=1.0 * (d == 0), model_config={"canvas": 84, "out_size": 28})
+    w("birds", "full", "cnn", test_error=90.0, accuracy=10.0)
+    w("birds", "full", "2xst", test_error=40.0, accuracy=60.0)
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "floor-cpu.json").write_text(json.dumps({"hardware": CPU, "rows": [
+        {"setup": "R", "batch": 128, "st_over_cnn": 1.05}, {"setup": "RTS", "batch": 128, "st_over_cnn": 0.7}]}))
+    return tmp_path
+
+
+def by_title(rows) -> dict[str, glance.Row]:
+    return {re.sub(r"<[^>]+>", "", r.result): r for r in rows}
+
+
+def test_the_landing_table_is_computed_from_the_artifacts(fake_results):
+    rows = by_title(glance.rows(fake_results))
+    e = rows["Distorted MNIST (Table 1), E (elastic): best ST-CNN"]
+    assert (e.ours_value, e.paper_value, e.verdict) == (1.6, 1.1, "reproduced")
+    assert "1.60%" in e.ours and "CNN 2.00%" in e.ours and "100 x 8 (full), 2 runs" in e.compute
+    r = rows["Distorted MNIST (Table 1), R (rotated): best ST-CNN"]
+    assert (r.ours_value, r.verdict) == (3.0, "not yet")
+    rts = rows["Distorted MNIST (Table 1), RTS (rotated, scaled, translated): best ST-CNN"]
+    assert rts.ours_value == 0.6 and rts.verdict == "reproduced" and "400 x 8 (long)" in rts.compute
+    assert rows["Distorted MNIST (Table 1), P (projective): best ST-CNN"].ours == "no artifact"
+    table1 = rows["Distorted MNIST (Table 1), all 36 cells"]
+    # within 1.5x: E-cnn, E-st-cnn-tps, R-cnn and the long RTS-st-cnn-affine; on R the ST-CNN loses to the CNN
+    assert "4 of 36</b> within 1.5x (29 not run)" in table1.ours and table1.verdict == "not yet"
+    tps = rows["Two-digit addition (Table 4), 2xST-FCN TPS"]
+    assert (tps.ours_value, tps.paper_value, tps.verdict) == (40.0, 5.8, "ordering only")
+    assert rows["Two-digit addition (Table 4), 2xST-FCN Aff"].verdict == "not yet"
+    t, tc = rows["Co-localisation (A.2), T: images localised"], rows["Co-localisation (A.2), TC: images localised"]
+    assert (t.ours_value, t.paper_value, t.verdict) == (0.0, 0.0, "reproduced")
+    assert tc.ours_value == pytest.approx(99.9) and tc.paper_value == 25.0 and tc.verdict == "not yet"  # below chance
+    birds = rows["Fine-grained birds (Table 3), 2xST-CNN vs CNN: synthetic proxy, not CUB"]
+    assert birds.ours_value == 40.0 and birds.verdict == "ordering only"
+    cpu = rows["Speed (Sec. 4.2), ST-CNN vs CNN training step, CPU"]
+    assert cpu.ours_value == pytest.approx(5.0) and cpu.paper_value == 6.0 and cpu.verdict == "reproduced"
+    assert "RTS 0.70x" in cpu.ours
+    assert rows["Speed (Sec. 4.2), ST-CNN vs CNN training step, GPU"].ours == "no benchmark artifact"
+
+
+def test_a_changed_artifact_changes_the_table(fake_results):
+    before = by_title(glance.rows(fake_results))["Two-digit addition (Table 4), 2xST-FCN TPS"]
+    path = fake_results / "addition" / "full" / "2st-fcn-tps" / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "test_error": 6.0}))
+    after = by_title(glance.rows(fake_results))["Two-digit addition (Table 4), 2xST-FCN TPS"]
+    assert (before.ours_value, before.verdict) == (40.0, "ordering only")
+    assert (after.ours_value, after.verdict) == (6.0, "reproduced")
+
+
+def test_every_row_quotes_the_committed_artifacts():
+    rows = glance.rows()
+    assert rows and all(r.verdict in glance.VERDICTS for r in rows)
+    for r in rows:
+        for m in r.runs:
+            if "cell" not in m:  # a benchmark
+                continue
+            committed = load_results(m["experiment"], m["profile"])[m["cell"]]
+            assert m["test_error"] == committed["test_error"]
+        if r.chapter in ("distorted_mnist", "addition") and r.ours_value is not None:
+            assert r.ours_value == r.runs[0]["test_error"], r.result
+        if r.chapter == "colocalisation" and r.runs:
+            mean = sum(m["success"] for m in r.runs) / len(r.runs)
+            assert r.ours_value == pytest.approx(100 - mean)
+
+
+def test_the_landing_table_is_html_without_a_pipe_table(fake_results):
+    for root in (fake_results, None):
+        text = glance.glance_html(root=root)
+        assert text.startswith("<table class='stn-table'>")
+        assert not any(rx.search(text) for rx in MARKDOWN_TABLE), "a Markdown pipe table in the landing table"
+        assert text.count("<tr>") == 1 + len(glance.rows(root))  # the header and one row per result
+        for v in glance.VERDICTS:
+            assert f"<b>{v}</b>" in text  # every verdict is defined under the table
+
+
+def test_key_numbers_are_strings_and_survive_missing_artifacts(tmp_path, fake_results):
+    for fn in (glance.addition_key_numbers, glance.colocalisation_key_numbers, glance.birds_key_numbers):
+        for root in (tmp_path / "empty", fake_results, None):
+            numbers = fn(root)
+            assert numbers and all(isinstance(v, str) and v for v in numbers.values())
+    assert glance.birds_key_numbers(fake_results)["birds_2xst"] == "60.0"
+    assert glance.colocalisation_key_numbers(fake_results)["coloc_t_mean"] == "100.0"
