@@ -55,7 +55,8 @@ echo "==> MNIST"
 echo "==> web assets (npm)"
 "$VPY" -m stnbook.web vendor --quiet
 
-# Headless Chromium for tests/test_browser.py (Debian's package). Without apt (or root/sudo) the test is
+# Headless Chromium for tests/test_browser.py (Debian's package; Playwright from requirements.txt drives it via
+# executable_path and never downloads a browser: no `playwright install`). Without apt (or root/sudo) the test is
 # skipped, and the reason is left in .venv/.stnbook-no-chromium for it to report.
 no_browser=.venv/.stnbook-no-chromium
 rm -f "$no_browser"

@@ -1,4 +1,4 @@
-"""The built book in a real browser: headless Chromium (Debian's package) driven over its DevTools protocol.
+"""The built book in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
 For every page in _toc.yml, served from _build/html on 127.0.0.1: no failed network request (so
 nothing is fetched from a CDN: the book ships every script), no console error or uncaught
@@ -11,8 +11,9 @@ the projective corners and TPS control points are dragged and the canvas must ma
 for the theta the page reports. Screenshots go to _build/screenshots/ (:data:`SCREENSHOTS`), outside
 _build/html: that folder is what gets published.
 
-The DevTools protocol runs over ``--remote-debugging-pipe`` (NUL-separated JSON on fds 3 and 4),
-so no websocket client is needed.
+Playwright (pinned in requirements.txt) launches the system's Chromium (``executable_path``); it never
+downloads a browser of its own, so ``playwright install`` is not needed. Its locators and ``expect`` wait
+for the page (attached, visible, stable, mounted) instead of sleeping.
 """
 
 from __future__ import annotations
@@ -25,16 +26,17 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from chapters import ROOT, toc_files
+from playwright.sync_api import Browser, Locator, expect, sync_playwright
+from playwright.sync_api import Page as PlaywrightPage
 
 from stnbook import web
 from stnlib.analysis import warp
@@ -44,6 +46,15 @@ NO_CHROMIUM_MARKER = ROOT / ".venv" / ".stnbook-no-chromium"  # written by scrip
 VIEWPORT = (1280, 900)
 HTML_DIR = ROOT / "_build" / "html"  # the built book, published as it is
 SCREENSHOTS = ROOT / "_build" / "screenshots"  # for a person to look at; never inside HTML_DIR
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-extensions", "--disable-default-apps",
+                 "--no-first-run", "--no-default-browser-check", "--mute-audio", "--hide-scrollbars",
+                 "--force-device-scale-factor=1"]  # Playwright adds --headless and its own --user-data-dir
+TIMEOUT_MS = 60_000  # for navigation, actions and waits: generous, the machine may be busy training
+SHOT_CSS = ".bd-header, .skip-link, .bd-header-article {visibility: hidden !important}"  # sticky header off shots
+ROTATION = 'input[data-stn-param="rotation_deg"]'  # the anatomy explorer's rotation slider
+
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 def screenshot_dir() -> Path:
@@ -62,203 +73,59 @@ def find_chromium() -> str | None:
     return None
 
 
-class DevTools:
-    """A headless Chromium and a minimal DevTools-protocol client over the debugging pipe."""
+@dataclass
+class Tab:
+    """One page in its own browser context, with the problems it reported since it opened."""
 
-    def __init__(self, exe: str, profile: Path):
-        to_browser_r, self._to_browser = os.pipe()
-        self._from_browser, from_browser_w = os.pipe()
-        high = [os.dup(fd) for fd in (to_browser_r, from_browser_w)]  # > 4, so the dup2s below cannot collide
-        while min(high) <= 4:
-            high = [os.dup(fd) for fd in high]
+    page: PlaywrightPage
+    failed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
-        def child_fds():
-            os.dup2(high[0], 3)
-            os.dup2(high[1], 4)
+    @classmethod
+    def open(cls, browser: Browser) -> Tab:
+        context = browser.new_context(viewport={"width": VIEWPORT[0], "height": VIEWPORT[1]}, device_scale_factor=1)
+        context.set_default_timeout(TIMEOUT_MS)
+        tab = cls(context.new_page())
+        tab.page.on("requestfailed", tab._request_failed)
+        tab.page.on("response", tab._response)
+        tab.page.on("console", tab._console)
+        tab.page.on("pageerror", lambda exc: tab.errors.append(f"uncaught: {exc.stack or exc.message}"))
+        return tab
 
-        args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-extensions", "--disable-default-apps", "--no-first-run", "--no-default-browser-check",
-                "--mute-audio", "--hide-scrollbars", "--force-device-scale-factor=1",
-                f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"]
-        self.proc = subprocess.Popen(args, pass_fds=(3, 4), preexec_fn=child_fds, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for fd in (to_browser_r, from_browser_w, *high):
-            os.close(fd)
-        self._next = 0
-        self._lock = threading.Lock()
-        self._replies: dict[int, dict] = {}
-        self._cond = threading.Condition()
-        self.events: list[dict] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+    def _request_failed(self, request) -> None:
+        if request.failure != "net::ERR_ABORTED":  # a canceled request (the old client skipped those too)
+            self.failed.append(f"{request.url}: {request.failure}")
 
-    def _read(self) -> None:
-        buf = b""
-        while True:
-            chunk = os.read(self._from_browser, 1 << 20)
-            if not chunk:
-                break
-            buf += chunk
-            *messages, buf = buf.split(b"\0")
-            for raw in messages:
-                msg = json.loads(raw)
-                with self._cond:
-                    if "id" in msg:
-                        self._replies[msg["id"]] = msg
-                    else:
-                        self.events.append(msg)
-                    self._cond.notify_all()
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+    def _response(self, response) -> None:
+        if response.status >= 400:
+            self.failed.append(f"{response.url}: HTTP {response.status}")
 
-    def send(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 60) -> dict:
-        with self._lock:
-            self._next += 1
-            mid = self._next
-        msg = {"id": mid, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        os.write(self._to_browser, json.dumps(msg).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while mid not in self._replies:
-                left = deadline - time.monotonic()
-                if left <= 0 or getattr(self, "_closed", False):
-                    raise TimeoutError(f"no reply to {method} within {timeout} s (browser closed: "
-                                       f"{getattr(self, '_closed', False)})")
-                self._cond.wait(left)
-            reply = self._replies.pop(mid)
-        if "error" in reply:
-            raise RuntimeError(f"{method}: {reply['error']}")
-        return reply.get("result", {})
-
-    def wait_event(self, method: str, session: str, timeout: float = 60, since: int = 0) -> dict:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for ev in self.events[since:]:
-                    if ev.get("method") == method and ev.get("sessionId") == session:
-                        return ev
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no {method} within {timeout} s")
-                self._cond.wait(left)
-
-    def close(self) -> None:
-        try:
-            self.send("Browser.close", timeout=10)
-        except Exception:
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        os.close(self._to_browser)
-
-
-class Page:
-    """One tab: navigation, evaluation, input events, and the problems the page reported."""
-
-    def __init__(self, dt: DevTools, url: str):
-        self.dt = dt
-        target = dt.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.target = target
-        self.session = dt.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Network", "Runtime", "Log"):
-            self.send(f"{domain}.enable")
-        self.send("Emulation.setDeviceMetricsOverride", {"width": VIEWPORT[0], "height": VIEWPORT[1],
-                                                         "deviceScaleFactor": 1, "mobile": False})
-        self.start = len(dt.events)
-        self.send("Page.navigate", {"url": url})
-        dt.wait_event("Page.loadEventFired", self.session, timeout=60, since=self.start)
-
-    def send(self, method: str, params: dict | None = None, timeout: float = 60) -> dict:
-        return self.dt.send(method, params, self.session, timeout)
-
-    def eval(self, expression: str, timeout: float = 60):
-        res = self.send("Runtime.evaluate", {"expression": expression, "awaitPromise": True, "returnByValue": True},
-                        timeout)
-        if "exceptionDetails" in res:
-            raise RuntimeError(f"page script failed: {res['exceptionDetails']}")
-        return res["result"].get("value")
-
-    def wait_for(self, expression: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.eval(expression):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"page never satisfied: {expression}")
-            time.sleep(0.1)
+    def _console(self, msg) -> None:
+        # console.error/assert, and the browser's own error log entries (Playwright reports those as console errors)
+        if msg.type in ("error", "assert"):
+            url = msg.location.get("url", "") if msg.location else ""
+            self.errors.append(f"console.{msg.type}: {msg.text} {url}".rstrip())
 
     def problems(self) -> dict[str, list[str]]:
-        """Failed requests, HTTP errors, console errors and uncaught exceptions seen since navigation."""
-        failed, errors = [], []
-        urls = {}
-        for ev in self.dt.events[self.start:]:
-            if ev.get("sessionId") != self.session:
-                continue
-            m, p = ev["method"], ev.get("params", {})
-            if m == "Network.requestWillBeSent":
-                urls[p["requestId"]] = p["request"]["url"]
-            elif m == "Network.loadingFailed" and not p.get("canceled"):
-                failed.append(f"{urls.get(p['requestId'], p['requestId'])}: {p.get('errorText')}")
-            elif m == "Network.responseReceived" and p["response"]["status"] >= 400:
-                failed.append(f"{p['response']['url']}: HTTP {p['response']['status']}")
-            elif m == "Runtime.consoleAPICalled" and p["type"] in ("error", "assert"):
-                errors.append("console." + p["type"] + ": " + " ".join(
-                    str(a.get("value", a.get("description", ""))) for a in p["args"]))
-            elif m == "Runtime.exceptionThrown":
-                d = p["exceptionDetails"]
-                errors.append(f"uncaught: {d.get('exception', {}).get('description', d.get('text'))}")
-            elif m == "Log.entryAdded" and p["entry"]["level"] == "error":
-                errors.append(f"log: {p['entry']['text']} {p['entry'].get('url', '')}")
-        return {"failed requests": failed, "console errors": errors}
+        """Failed requests, HTTP errors, console errors and uncaught exceptions seen since the tab opened."""
+        return {"failed requests": list(self.failed), "console errors": list(self.errors)}
 
-    def box(self, selector: str) -> dict:
-        rect = self.eval(f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
-                         "e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
-                         "return {x: r.left, y: r.top, w: r.width, h: r.height}; })()")
-        assert rect and rect["w"] > 0, f"{selector} is not on screen"
-        return rect
-
-    def mouse(self, kind: str, x: float, y: float) -> None:
-        self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left",
-                                               "buttons": 0 if kind == "mouseReleased" else 1, "clickCount": 1})
-
-    def drag(self, start: tuple[float, float], end: tuple[float, float], steps: int = 8) -> None:
-        self.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": start[0], "y": start[1]})
-        self.mouse("mousePressed", *start)
-        for k in range(1, steps + 1):
-            t = k / steps
-            self.mouse("mouseMoved", start[0] + (end[0] - start[0]) * t, start[1] + (end[1] - start[1]) * t)
-        self.mouse("mouseReleased", *end)
-
-    def key(self, key: str, code: int) -> None:
-        for kind in ("rawKeyDown", "keyUp"):
-            self.send("Input.dispatchKeyEvent", {"type": kind, "key": key, "code": key,
-                                                 "windowsVirtualKeyCode": code})
-
-    def screenshot(self, path: Path, selector: str | None = None) -> None:
-        """A PNG of the whole page (up to 16000 px tall), or of one element."""
-        if selector is None:
-            size = self.send("Page.getLayoutMetrics")["cssContentSize"]
-            clip = {"x": 0, "y": 0, "width": VIEWPORT[0], "height": min(size["height"], 16000), "scale": 1}
-        else:  # the theme's sticky header would cover the element: hide it for the shot
-            r = self.eval(f"(() => {{ const s = document.createElement('style'); s.id = 'stn-shot';"
-                          "s.textContent = '.bd-header, .skip-link, .bd-header-article {visibility: hidden !important}';"
-                          f"document.head.appendChild(s); const e = document.querySelector({json.dumps(selector)});"
-                          "e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
-                          "return {x: r.left + scrollX, y: r.top + scrollY, w: r.width, h: r.height}; })()")
-            clip = {"x": r["x"] - 4, "y": r["y"] - 4, "width": r["w"] + 8, "height": r["h"] + 8, "scale": 1}
-        shot = self.send("Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True})
-        self.eval("document.getElementById('stn-shot') && document.getElementById('stn-shot').remove(), true")
+    def screenshot(self, path: Path, target: Locator | None = None) -> None:
+        """A PNG of the whole page (up to 16000 px tall), or of one element with a 4 px margin."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(shot["data"]))
+        if target is None:
+            height = self.page.evaluate("document.documentElement.scrollHeight")
+            clip = {"x": 0, "y": 0, "width": VIEWPORT[0], "height": min(height, 16000)}
+            self.page.screenshot(path=path, full_page=True, clip=clip)
+            return
+        target.scroll_into_view_if_needed()
+        box = target.bounding_box()
+        sx, sy = self.page.evaluate("[scrollX, scrollY]")  # full-page clips are in document coordinates
+        clip = {"x": box["x"] + sx - 4, "y": box["y"] + sy - 4, "width": box["width"] + 8, "height": box["height"] + 8}
+        self.page.screenshot(path=path, full_page=True, clip=clip, style=SHOT_CSS)
 
     def close(self) -> None:
-        self.dt.send("Target.closeTarget", {"targetId": self.target})
+        self.page.context.close()
 
 
 BUILD_INPUTS = ("book", "_config.yml", "_toc.yml", "stnlib", "results")
@@ -292,10 +159,18 @@ def book_html() -> Path:
     return html
 
 
+@dataclass
+class Site:
+    """The browser and the base URL of the local HTTP server over the built book."""
+
+    browser: Browser
+    base: str
+    html: Path
+
+
 @pytest.fixture(scope="module")
 def site(book_html):
-    """(DevTools, base URL, build folder): Chromium plus a local HTTP server over the built book."""
-    built_book = book_html
+    """Chromium (under Playwright) plus a local HTTP server over the built book."""
     exe = find_chromium()
     if exe is None:
         if NO_CHROMIUM_MARKER.is_file():
@@ -305,19 +180,19 @@ def site(book_html):
         pytest.skip("chromium is not installed (bash scripts/setup.sh, or apt-get install chromium)")
     missing = web.check_vendored()
     assert not missing, f"web assets missing ({missing}): run `python -m stnbook.web vendor`, then rebuild the book"
-    handler = functools.partial(QuietHandler, directory=str(built_book))
+    handler = functools.partial(QuietHandler, directory=str(book_html))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    profile = Path(tempfile.mkdtemp(prefix="stnbook-chromium-"))
-    dt = DevTools(exe, profile)
     try:
-        dt.send("Browser.getVersion", timeout=60)
-        yield dt, f"http://127.0.0.1:{server.server_address[1]}/", built_book
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True, timeout=TIMEOUT_MS)
+            try:
+                yield Site(browser, f"http://127.0.0.1:{server.server_address[1]}/", book_html)
+            finally:
+                browser.close()
     finally:
-        dt.close()
         server.shutdown()
         server.server_close()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -325,15 +200,21 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def open_page(site, page: str) -> Page:
-    dt, base, _ = site
-    p = Page(dt, base + page)
-    # MathJax typesets after load; the embed manager renders widgets on load
-    p.eval("(async () => { if (window.MathJax && MathJax.startup && MathJax.startup.promise) "
-           "await MathJax.startup.promise; return true; })()")
-    p.wait_for("document.querySelectorAll('script[type=\"application/vnd.jupyter.widget-view+json\"]').length === 0"
-               " || document.querySelectorAll('.jupyter-widgets').length > 0", timeout=30)
-    return p
+def open_page(site: Site, page: str) -> Tab:
+    tab = Tab.open(site.browser)
+    try:
+        tab.page.goto(site.base + page, wait_until="load")
+        # MathJax typesets after load (its startup promise settles when it has); fonts shift the layout as they come
+        tab.page.evaluate("async () => { if (window.MathJax && MathJax.startup && MathJax.startup.promise) "
+                          "await MathJax.startup.promise; await document.fonts.ready; }")
+        # the embed manager renders widgets on load
+        tab.page.wait_for_function(
+            "() => document.querySelectorAll('script[type=\"application/vnd.jupyter.widget-view+json\"]').length === 0"
+            " || document.querySelectorAll('.jupyter-widgets').length > 0", timeout=30_000)
+    except BaseException:
+        tab.close()
+        raise
+    return tab
 
 
 PAGE_REPORT = """(() => {
@@ -366,14 +247,13 @@ PAGE_REPORT = """(() => {
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_offline_with_math_figures_and_widgets(site, page):
-    _, base, _ = site
-    p = open_page(site, page)
+    tab = open_page(site, page)
     try:
-        report = p.eval(PAGE_REPORT)
-        p.screenshot(screenshot_dir() / (Path(page).stem + ".png"))
-        problems = p.problems()
+        report = tab.page.evaluate(PAGE_REPORT)
+        tab.screenshot(screenshot_dir() / (Path(page).stem + ".png"))
+        problems = tab.problems()
     finally:
-        p.close()
+        tab.close()
     assert problems == {"failed requests": [], "console errors": []}, problems
     assert report["typeset"] == report["math"], f"formulas not typeset by MathJax: {report['rawTex'][:5]}"
     assert report["mathErrors"] == 0
@@ -384,7 +264,7 @@ def test_page_renders_offline_with_math_figures_and_widgets(site, page):
         assert report["math"] > 0 or "conventions" not in page
         assert report["images"] >= 2, f"{page} shows {report['images']} figures"
         assert report["download"], "no .ipynb download link"
-        url = base + str(Path(page).parent / report["download"][0])
+        url = site.base + str(Path(page).parent / report["download"][0])
         with urllib.request.urlopen(url, timeout=30) as r:  # the link serves the chapter's notebook
             assert json.loads(r.read())["nbformat"] == 4
         assert any(f"/blob/main/{source.relative_to(ROOT).as_posix()}.ipynb" in u for u in report["colab"]), \
@@ -399,17 +279,32 @@ def test_page_renders_offline_with_math_figures_and_widgets(site, page):
 
 # ------------------------------------------------------------------------------ explorers, against stnlib
 
-def explorer_state(p: Page, index: int) -> dict:
+def explorer_state(page: PlaywrightPage, index: int) -> dict:
     """The explorer's config, the theta it reports, and its output canvas read back at the pixel centres."""
-    return p.eval(f"""(() => {{
-      const e = document.querySelectorAll('.stn-explorer')[{index}], ex = e.stnExplorer;
+    return page.evaluate("""(index) => {
+      const e = document.querySelectorAll('.stn-explorer')[index], ex = e.stnExplorer;
       const c = e.querySelector('canvas.stn-output'), z = c.width / ex.outW, d = c.getContext('2d');
       const px = [];
       for (let i = 0; i < ex.outH; i++) for (let j = 0; j < ex.outW; j++)
         px.push(d.getImageData(Math.floor((j + 0.5) * z), Math.floor((i + 0.5) * z), 1, 1).data[0]);
-      return {{config: JSON.parse(JSON.stringify(ex.cfg)), theta: JSON.parse(e.getAttribute('data-stn-theta')),
-               family: ex.family, pixels: px, h: ex.outH, w: ex.outW, renders: Number(e.getAttribute('data-stn-renders'))}};
-    }})()""")
+      return {config: JSON.parse(JSON.stringify(ex.cfg)), theta: JSON.parse(e.getAttribute('data-stn-theta')),
+              family: ex.family, pixels: px, h: ex.outH, w: ex.outW, renders: Number(e.getAttribute('data-stn-renders'))};
+    }""", index)
+
+
+def ready_explorer(page: PlaywrightPage, index: int) -> Locator:
+    """The index-th explorer once it is mounted, without error, and its output canvas is visible."""
+    explorer = page.locator(".stn-explorer").nth(index)
+    expect(explorer).to_have_attribute("data-stn-mounted", "1")
+    assert explorer.get_attribute("data-stn-error") is None, explorer.get_attribute("data-stn-error")
+    expect(explorer.locator("canvas.stn-output")).to_be_visible()
+    return explorer
+
+
+def wait_redrawn(page: PlaywrightPage, index: int, renders: int) -> None:
+    """Until the index-th explorer has drawn more than ``renders`` times."""
+    page.wait_for_function("([index, renders]) => Number(document.querySelectorAll('.stn-explorer')[index]"
+                           ".getAttribute('data-stn-renders')) > renders", arg=[index, renders])
 
 
 def config_image(cfg: dict) -> torch.Tensor:
@@ -438,15 +333,47 @@ def library_output(state: dict) -> torch.Tensor:
     return warp(image[None], theta, tf, (state["h"], state["w"]))[0]
 
 
+def drag_slider_to(page: PlaywrightPage, slider: Locator, value: float) -> None:
+    """Drag a range input's thumb with the mouse to ``value``, starting from the middle of the range.
+
+    ``hover`` waits until the slider is visible, stable and not covered, scrolls it into view and puts the
+    pointer on its centre, where the thumb of a slider at its midpoint is. Press there, move to ``value`` in
+    steps and, before releasing, nudge the pointer by what is still missing (the thumb's own width shortens
+    the track by a few pixels, which the first estimate ignores).
+    """
+    lo, hi = float(slider.get_attribute("min")), float(slider.get_attribute("max"))
+    now = float(slider.input_value())
+    assert now == (lo + hi) / 2, f"the slider starts at {now}, not at the middle of [{lo}, {hi}]"
+    slider.hover()
+    box = slider.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    per_unit = box["width"] / (hi - lo)
+    page.mouse.down()
+    x += (value - now) * per_unit
+    page.mouse.move(x, y, steps=8)
+    for _ in range(8):  # each nudge is a mouse move that is still part of the same drag
+        got = float(slider.input_value())
+        if got == value:
+            break
+        x += (value - got) * per_unit
+        page.mouse.move(x, y, steps=2)
+    page.mouse.up()
+
+
 @pytest.mark.slow
 def test_anatomy_rotation_slider_turns_the_digit_like_stnlib(site):
     if "book/anatomy.html" not in PAGES:
         pytest.skip("no anatomy chapter in _toc.yml")
-    p = open_page(site, "book/anatomy.html")
-    shots = screenshot_dir()
+    tab = open_page(site, "book/anatomy.html")
+    page, shots = tab.page, screenshot_dir()
     try:
-        assert p.eval("document.querySelectorAll('.stn-explorer').length") >= 1, "no in-page explorer on the page"
-        start = explorer_state(p, 0)
+        assert page.locator(".stn-explorer").count() >= 1, "no in-page explorer on the page"
+        explorer = ready_explorer(page, 0)
+        slider = explorer.locator(ROTATION)
+        shown = explorer.locator(f"label:has({ROTATION}) output")  # the angle the page displays next to it
+        expect(slider).to_be_visible()
+        expect(shown).to_have_text("0.00")
+        start = explorer_state(page, 0)
         digit = config_image(start["config"])
         from stnlib.data import load_mnist
 
@@ -454,28 +381,36 @@ def test_anatomy_rotation_slider_turns_the_digit_like_stnlib(site):
         assert torch.equal(digit, images[0].float().div(255)[None]), "the explorer shows MNIST test digit 0"
         assert start["family"] == "affine" and start["theta"] == [1, 0, 0, 0, 1, 0]
         assert_canvas_is(start, digit, "identity")
-        p.screenshot(shots / "anatomy-explorer-identity.png", ".stn-explorer")
+        tab.screenshot(shots / "anatomy-explorer-identity.png", explorer)
 
-        # drag the rotation slider's thumb from the middle (0 degrees) three quarters of the way ...
-        r = p.box('.stn-explorer input[data-stn-param="rotation_deg"]')
-        y = r["y"] + r["h"] / 2
-        p.drag((r["x"] + r["w"] / 2, y), (r["x"] + r["w"] * 0.75, y))
-        dragged = p.eval("Number(document.querySelector('.stn-explorer input[data-stn-param=\"rotation_deg\"]').value)")
+        # drag the rotation slider's thumb with the mouse from the middle (0 degrees) to 90 degrees ...
+        drag_slider_to(page, slider, 90)
+        dragged = float(slider.input_value())
         assert 60 <= dragged <= 120, f"dragging the slider moved it to {dragged} degrees"
-        mid = explorer_state(p, 0)
-        assert mid["renders"] > start["renders"], "moving the slider did not redraw"
+        wait_redrawn(page, 0, start["renders"])
+        expect(shown).to_have_text(f"{dragged:.2f}")
+        mid = explorer_state(page, 0)
         assert_canvas_is(mid, library_output(mid), f"rotation {dragged} deg")
-        # ... then the arrow keys to exactly 90 degrees, as a keyboard user would
-        for _ in range(abs(int(dragged) - 90)):
-            p.key("ArrowRight" if dragged < 90 else "ArrowLeft", 39 if dragged < 90 else 37)
-        rot = explorer_state(p, 0)
+        # ... then with the arrow keys, as a keyboard user would: to exactly 90 degrees if the drag fell short,
+        # and one degree past it and back in any case
+        keys = ["ArrowRight" if dragged < 90 else "ArrowLeft"] * int(abs(dragged - 90)) + ["ArrowRight", "ArrowLeft"]
+        for key in keys:
+            before = explorer_state(page, 0)["renders"]
+            slider.press(key)
+            wait_redrawn(page, 0, before)
+            if key == "ArrowRight" and float(slider.input_value()) == 91:
+                expect(shown).to_have_text("91.00")
+                past = explorer_state(page, 0)
+                assert_canvas_is(past, library_output(past), "rotation 91 deg (keyboard)")
+        expect(shown).to_have_text("90.00")
+        rot = explorer_state(page, 0)
         assert rot["theta"] == pytest.approx([0, -1, 0, 1, 0, 0], abs=1e-6), rot["theta"]
         assert_canvas_is(rot, torch.rot90(digit, 1, dims=(1, 2)), "rotation 90 deg vs torch.rot90")
         assert np.abs(np.array(rot["pixels"]) - as_canvas(digit).ravel()).max() > 100  # the digit did move
-        p.screenshot(shots / "anatomy-explorer-rot90.png", ".stn-explorer")
-        problems = p.problems()
+        tab.screenshot(shots / "anatomy-explorer-rot90.png", explorer)
+        problems = tab.problems()
     finally:
-        p.close()
+        tab.close()
     assert problems == {"failed requests": [], "console errors": []}, problems
 
 
@@ -483,30 +418,38 @@ def test_anatomy_rotation_slider_turns_the_digit_like_stnlib(site):
 def test_conventions_projective_corners_and_tps_points_drag_like_stnlib(site):
     if "book/conventions.html" not in PAGES:
         pytest.skip("no conventions page in _toc.yml")
-    p = open_page(site, "book/conventions.html")
+    tab = open_page(site, "book/conventions.html")
+    page = tab.page
     try:
-        families = p.eval("[...document.querySelectorAll('.stn-explorer')].map(e => e.stnExplorer.family)")
+        families = page.evaluate("[...document.querySelectorAll('.stn-explorer')].map(e => e.stnExplorer.family)")
         assert families == ["projective", "tps"], families
         for index, (name, handle) in enumerate([("projective", 0), ("tps", 5)]):
-            before = explorer_state(p, index)
+            explorer = ready_explorer(page, index)
+            source = explorer.locator("canvas.stn-input")
+            expect(source).to_be_visible()
+            before = explorer_state(page, index)
             assert_canvas_is(before, config_image(before["config"]), f"{name} identity")
-            # where the handle is drawn on the input canvas, in page coordinates
-            pos = p.eval(f"""(() => {{
-              const e = document.querySelectorAll('.stn-explorer')[{index}], ex = e.stnExplorer;
-              e.scrollIntoView({{block: 'center'}});
-              const h = ex.handles()[{handle}], v = ex.toView(h[0], h[1]), r = ex.inCanvas.getBoundingClientRect();
-              return [r.left + v[0] * r.width / ex.inCanvas.width, r.top + v[1] * r.height / ex.inCanvas.height];
-            }})()""")
-            p.drag(tuple(pos), (pos[0] + 25, pos[1] + 18))
-            after = explorer_state(p, index)
+            # where the handle is drawn on the input canvas, in the canvas's own CSS pixels
+            at = page.evaluate("""([index, handle]) => {
+              const ex = document.querySelectorAll('.stn-explorer')[index].stnExplorer;
+              const h = ex.handles()[handle], v = ex.toView(h[0], h[1]), r = ex.inCanvas.getBoundingClientRect();
+              return {x: v[0] * r.width / ex.inCanvas.width, y: v[1] * r.height / ex.inCanvas.height};
+            }""", [index, handle])
+            source.hover(position=at)  # scrolled into view, stable, not covered: the pointer is on the handle
+            box = source.bounding_box()
+            x, y = box["x"] + at["x"], box["y"] + at["y"]
+            page.mouse.down()
+            page.mouse.move(x + 25, y + 18, steps=8)
+            page.mouse.up()
+            wait_redrawn(page, index, before["renders"])
+            after = explorer_state(page, index)
             assert after["theta"] != before["theta"], f"dragging a {name} handle did not change theta"
             assert_canvas_is(after, library_output(after), f"{name} after a drag")
             assert np.abs(np.array(after["pixels"]) - np.array(before["pixels"])).max() > 50, f"{name} output unchanged"
-            element = p.eval(f"document.querySelectorAll('.stn-explorer')[{index}].id")
-            p.screenshot(screenshot_dir() / f"conventions-{name}-dragged.png", f"#{element}")
-        problems = p.problems()
+            tab.screenshot(screenshot_dir() / f"conventions-{name}-dragged.png", explorer)
+        problems = tab.problems()
     finally:
-        p.close()
+        tab.close()
     assert problems == {"failed requests": [], "console errors": []}, problems
 
 
@@ -523,23 +466,26 @@ def test_explorer_output_works_on_its_own_like_in_jupyter(site):
     thetas = torch.stack([affine_from_params(), affine_from_params(45, 0.8, 0.8), affine_from_params(-30, 0.6, 0.6, 0, 0.2)])
     notes = [f"label {int(y)}" for y in labels[:3]]
     html = web.static_prediction_explorer(digits, thetas, "affine", notes, out_size=(20, 20), title="gallery").html()
-    dt = site[0]
-    p = Page(dt, "about:blank")
+    tab = Tab.open(site.browser)
+    page = tab.page
     try:
-        frame = p.send("Page.getFrameTree")["frameTree"]["frame"]["id"]
-        p.send("Page.setDocumentContent", {"frameId": frame, "html": f"<!DOCTYPE html><html><head></head><body>{html}</body></html>"})
-        p.wait_for("!!document.querySelector('.stn-explorer[data-stn-mounted]')", timeout=10)
-        p.eval("document.querySelector('.stn-explorer input[data-stn-param=\"index\"]').focus(), true")
+        page.set_content(f"<!DOCTYPE html><html><head></head><body>{html}</body></html>")
+        explorer = ready_explorer(page, 0)
+        index = explorer.locator('input[data-stn-param="index"]')
+        index.focus()
         for k in range(3):
-            state = explorer_state(p, 0)
+            expect(explorer.locator(".stn-info")).to_have_text(notes[k])
+            state = explorer_state(page, 0)
             assert state["theta"] == pytest.approx(thetas[k].tolist(), abs=1e-6)
             expected = warp(digits[k][None], thetas[k][None], "affine", (20, 20))[0]
             assert_canvas_is(state, expected, f"gallery item {k}")
-            assert p.eval("document.querySelector('.stn-info').textContent") == notes[k]
+            assert page.evaluate("document.querySelector('.stn-info').textContent") == notes[k]
             if k == 1:
-                p.screenshot(screenshot_dir() / "standalone-gallery.png", ".stn-explorer")
-            p.key("ArrowRight", 39)
-        problems = p.problems()
+                tab.screenshot(screenshot_dir() / "standalone-gallery.png", explorer)
+            if k < 2:
+                index.press("ArrowRight")
+                wait_redrawn(page, 0, state["renders"])
+        problems = tab.problems()
     finally:
-        p.close()
+        tab.close()
     assert problems == {"failed requests": [], "console errors": []}, problems
