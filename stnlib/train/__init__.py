@@ -24,18 +24,18 @@ from .config import PRECISIONS, RESUMABLE_FIELDS, TrainConfig, lr_factor
 from .distributed import init_distributed_from_env, is_main_process, shard_batch, world
 from .env import autocast, fast_settings, hardware_info, resolve_device, seed_everything
 from .loop import (
-                   CHECKPOINT_FORMAT,
-                   CHECKPOINT_NAME,
-                   CONFIG_NAME,
-                   BatchSource,
-                   Callback,
-                   LossFn,
-                   StopAfter,
-                   Trainer,
-                   TrainingDiverged,
-                   classification_loss,
-                   count_parameters,
-                   evaluate,
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    BatchSource,
+    Callback,
+    LossFn,
+    StopAfter,
+    Trainer,
+    TrainingDiverged,
+    classification_loss,
+    count_parameters,
+    evaluate,
 )
 
 __all__ = [
