@@ -5,6 +5,7 @@ from __future__ import annotations
 from stnbook import artifacts as common
 from stnbook.figures import html_table
 from stnbook.table1.report import (
+    PAPER_TABLE1,
     cell_id,
     implied_on_test,
     paper_progress,
@@ -63,6 +64,9 @@ def paper_rectification(cell: str = "R-st-cnn-affine") -> dict | None:
             "rotation": rectification(data["params"]["angle_deg"], sim["rotation_deg"])}
 
 
+PAPER_R_ST_CNN = PAPER_TABLE1[("cnn", "affine")][0]  # the paper's R ST-CNN Aff error, %
+
+
 def rectify_key_numbers(rect: dict[str, dict], paper_rect: dict | None) -> dict[str, str]:
     """The numbers the rectification prose quotes (strings; "n/a" where a run is missing)."""
     def get(cell, f):
@@ -75,6 +79,10 @@ def rectify_key_numbers(rect: dict[str, dict], paper_rect: dict | None) -> dict[
         "rect_fcn_error": get("R-st-fcn-affine", lambda m: f"{m['test_error']:.2f}"),
         "rect_cnn_slope": get("R-st-cnn-affine", lambda m: f"{abs(m['rectification']['slope']):.2f}"),
         "rect_cnn_error": get("R-st-cnn-affine", lambda m: f"{m['test_error']:.2f}"),
+        "rect_cnn_vs_paper": get("R-st-cnn-affine", lambda m: f"{m['test_error'] / PAPER_R_ST_CNN:.1f}"),
+        "r180_cnn_slope": get("R180-st-cnn-affine", lambda m: f"{abs(m['rectification']['slope']):.3f}"),
+        "r180_cnn_spread": get("R180-st-cnn-affine", lambda m: f"{m['rectification']['residual_sd']:.1f}"),
+        "r180_cnn_error": get("R180-st-cnn-affine", lambda m: f"{m['test_error']:.2f}"),
         "paper_cnn_slope": "n/a" if paper_rect is None else
         f"{abs(paper_rect['rotation']['slope']):.2f} at step {paper_rect['step']:,}",
     }
