@@ -13,8 +13,8 @@ Cells:
 The metric is the paper's: the fraction of the 100 images whose predicted box (the sampling region,
 :func:`~stnlib.geometry.sampling_outline`) has IoU > 0.5 with the digit's true 28 x 28 box.
 
-What PAPER.md leaves open, and what we assume (it records only "a hinge triplet loss on embeddings of a
-pre-trained MNIST CNN, alpha = 1"; the details below are our reading of A.2, confidence low):
+What the paper (A.2) leaves open, and what we assume (it gives only "a hinge triplet loss on embeddings of a
+pre-trained MNIST CNN, alpha = 1"; the details below are our reading of A.2):
 
 * e(I) is the concatenation of the CNN's activations (both pooled convolutional stages, flattened, and
   the logits, no softmax) on the transformer's 28 x 28 output, **scaled to unit L2 norm**. The paper's
