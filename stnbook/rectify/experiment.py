@@ -18,10 +18,8 @@ from __future__ import annotations
 import torch
 
 from stnbook.experiments import Cell, Experiment, Profile, register
-from stnbook.paths import load_mnist
-from stnbook.table1.experiment import rebuild
+from stnbook.table1.experiment import make_data, rebuild
 from stnlib.analysis import rectification, rotation_deg
-from stnlib.data.distortions import DistortedMNIST, fixed_test_set
 from stnlib.models import ModelConfig, build_model, default_budget
 from stnlib.train import Callback
 
@@ -41,16 +39,6 @@ def rectify_cells() -> list[Cell]:
     return [Cell("rectify", f"{kind}-st-{arch}-affine", kind,
                  ModelConfig(arch, "affine", (28, 28), param_budget=budget))
             for kind in ("R", "R180") for arch in ("fcn", "cnn")]
-
-
-def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device, root=None):
-    x, y = load_mnist("train")
-    tx, ty = load_mnist("test")
-    if profile.train_size is not None:
-        x, y = x[:profile.train_size], y[:profile.train_size]
-    if profile.test_size is not None:
-        tx, ty = tx[:profile.test_size], ty[:profile.test_size]
-    return DistortedMNIST(cell.task, x, y, profile.batch_size, seed=seed, device=device), fixed_test_set(cell.task, tx, ty)
 
 
 @torch.no_grad()

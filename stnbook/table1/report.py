@@ -70,26 +70,6 @@ def figure_st_predictions(profile: str, kinds: Sequence[str], families: Sequence
     return figs
 
 
-def figure_theta_vs_truth(profile: str):
-    """Rotation of the R ST-CNN's theta against the applied angle; sampled size on RTS against the applied scale."""
-    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2))
-    found = {}
-    for ax, (cell, kind, key) in zip(axes, [("R-st-cnn-affine", "R", "angle_deg"), ("RTS-st-cnn-affine", "RTS", "scale")]):
-        got = chapter_cell(cell, profile)
-        if got is None:
-            ax.set_axis_off()
-            continue
-        theta = got[2]["theta"]
-        truth = test_set(kind, len(theta))["params"][key]
-        if key == "angle_deg":
-            _, found["rotation"] = plot_theta_vs_truth(truth, rotation_of(theta), "applied rotation (deg)",
-                                                       "rotation of predicted theta (deg)", ax)
-        else:
-            _, found["scale"] = plot_theta_vs_truth(truth, scale_of(theta), "applied scale", "size of sampled region", ax)
-    fig.tight_layout()
-    return fig, found
-
-
 def figure_error_by_rotation(profile: str):
     """% test error against the applied R rotation, CNN vs ST-CNN affine (full fixed test set)."""
     data = test_set("R")
@@ -247,31 +227,6 @@ def plot_st_predictions(kind: str, entries: dict[str, tuple], n: int = 5):
     return fig
 
 
-def rotation_of(theta: torch.Tensor) -> torch.Tensor:
-    """Rotation (degrees) of each affine theta (N, 6) by QR decomposition of its 2x2 block."""
-    return torch.tensor([decompose_affine(t)["rotation_deg"] for t in theta])
-
-
-def scale_of(theta: torch.Tensor) -> torch.Tensor:
-    """sqrt|det| of each affine theta's 2x2 block: the linear size of the sampled region."""
-    a = theta.view(-1, 2, 3)[:, :, :2]
-    return torch.linalg.det(a).abs().sqrt()
-
-
-def wrap_deg(a: torch.Tensor) -> torch.Tensor:
-    return (a + 180) % 360 - 180
-
-
-def plot_theta_vs_truth(applied: torch.Tensor, recovered: torch.Tensor, xlabel: str, ylabel: str, ax=None):
-    """Scatter of a recovered quantity against the applied one, with the best-fit line and its correlation."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(3.6, 3.2))
-    ax.scatter(applied, recovered, s=4, alpha=0.5)
-    r = torch.corrcoef(torch.stack([applied.double(), recovered.double()]))[0, 1].item()
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=f"Pearson r = {r:.3f}")
-    return ax, r
-
-
 def error_by_bins(values: torch.Tensor, correct: torch.Tensor, edges: Sequence[float]) -> tuple[list[float], list[float]]:
     """Bin centres and % error of the samples whose ``values`` fall in each [edge_i, edge_i+1)."""
     centres, errors = [], []
@@ -308,8 +263,8 @@ def model_describer(model):
 
 __all__ = ["PAPER_TABLE1", "SMOKE_CELLS", "chapter_cell", "chapter_results", "error_by_bins", "full_results", "gaps",
            "long_gaps", "long_results", "long_table_html", "model_describer", "plot_distortions",
-           "plot_error_by_bins", "plot_eval_curves", "plot_st_predictions", "plot_theta_vs_truth", "provenance",
-           "rotation_of", "scale_of", "table1_html", "test_set", "wrap_deg"]
+           "plot_error_by_bins", "plot_eval_curves", "plot_st_predictions", "provenance",
+           "table1_html", "test_set"]
 
 
 def static_trained_explorer(profile: str, cell: str = "RTS-st-cnn-affine", n: int = 16):
