@@ -49,7 +49,9 @@ class Profile:
     ``param_budget`` (when set) replaces every cell's parameter budget (the classifier width is chosen to
     match it); ``train_overrides`` sets further :class:`~stnlib.train.TrainConfig` fields (e.g. ``loc_lr_mult``);
     ``cell_overrides`` maps cell-id patterns (:mod:`fnmatch`, e.g. ``"*-fcn*"``) to fields that apply to
-    the matching cells only, on top (every matching pattern, in order), e.g. ``{"mnist-cnn": {"steps": 150}}``.
+    the matching cells only, on top (every matching pattern, in order), e.g. ``{"mnist-cnn": {"steps": 150}}``;
+    ``model_overrides`` maps cell-id patterns the same way to model-config fields (e.g. the transformers'
+    output size), applied by :func:`cell_model`.
 
     Examples:
         >>> p = Profile("full", steps=600, batch_size=100, cell_overrides={"enc*": {"steps": 150}})
@@ -68,6 +70,7 @@ class Profile:
     param_budget: int | None = None
     train_overrides: dict = field(default_factory=dict)
     cell_overrides: dict[str, dict] = field(default_factory=dict)
+    model_overrides: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self):
         for fields in [self.train_overrides, *self.cell_overrides.values()]:
@@ -192,9 +195,13 @@ def run_dir_of(cell: Cell, profile: str, root: Path | None = None, seed: int = 0
 
 def cell_model(cell: Cell, profile: Profile):
     """The cell's model config in ``profile`` (the profile's parameter budget, when it sets one)."""
-    if profile.param_budget is not None and hasattr(cell.model, "param_budget"):
-        return dataclasses.replace(cell.model, param_budget=profile.param_budget)
-    return cell.model
+    model = cell.model
+    if profile.param_budget is not None and hasattr(model, "param_budget"):
+        model = dataclasses.replace(model, param_budget=profile.param_budget)
+    for pattern, fields in profile.model_overrides.items():
+        if fnmatch.fnmatchcase(cell.id, pattern):
+            model = dataclasses.replace(model, **fields)
+    return model
 
 
 def train_config(profile: Profile, seed: int, device: str, threads: int | None, progress: bool,
@@ -214,8 +221,16 @@ def train_config(profile: Profile, seed: int, device: str, threads: int | None, 
 _VOLATILE = {"progress", "num_threads", "device", "precision", "channels_last", "checkpoint_every", "log_every"}
 
 
+def _saved_train_config(metrics: dict) -> dict:
+    """The artifact's training config, fields added to TrainConfig after it was made at their defaults."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    saved = metrics.get("train_config", {})
+    merged = {**{k: v for k, v in defaults.items() if k not in saved}, **saved} if saved else {}
+    return {k: v for k, v in merged.items() if k not in _VOLATILE}
+
+
 def _differences(metrics: dict, model_config, cfg: TrainConfig) -> str:
-    saved = {k: v for k, v in metrics.get("train_config", {}).items() if k not in _VOLATILE}
+    saved = _saved_train_config(metrics)
     wanted = {k: v for k, v in cfg.to_dict().items() if k not in _VOLATILE}
     model = metrics.get("model_config", {})
     diffs = [f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in sorted(set(saved) | set(wanted))
@@ -227,7 +242,7 @@ def _differences(metrics: dict, model_config, cfg: TrainConfig) -> str:
 
 def _same_run(metrics: dict, model_config, cfg: TrainConfig) -> bool:
     """Whether a finished artifact was made by this model config and this training config."""
-    saved = {k: v for k, v in metrics.get("train_config", {}).items() if k not in _VOLATILE}
+    saved = _saved_train_config(metrics)
     wanted = {k: v for k, v in cfg.to_dict().items() if k not in _VOLATILE}
     model = metrics.get("model_config", {})
     # a None field of the cell's config is one the experiment fills in while running (e.g. a path)

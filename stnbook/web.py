@@ -411,10 +411,17 @@ VENDOR: dict[str, dict] = {
                   ("es5/sre/*", "mathjax/sre"), ("es5/adaptors/*", "mathjax/adaptors"),
                   ("LICENSE", "mathjax")],
     },
+    "onnxruntime-web": {
+        # the WebAssembly-only build (global `ort`), its module loader and the SIMD binary it fetches (14 MB)
+        "files": [("dist/ort.wasm.min.js", "onnxruntime-web"), ("dist/ort-wasm-simd-threaded.mjs", "onnxruntime-web"),
+                  ("dist/ort-wasm-simd-threaded.wasm", "onnxruntime-web"), ("LICENSE", "onnxruntime-web")],
+    },
 }
 # The files the built pages reference (relative to vendor/): what `check_vendored` verifies.
 VENDOR_ENTRY_POINTS = ("require.js", "html-manager/embed-amd.js", "mathjax/tex-mml-chtml.js",
-                       "mathjax/output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff")
+                       "mathjax/output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff",
+                       "onnxruntime-web/ort.wasm.min.js", "onnxruntime-web/ort-wasm-simd-threaded.mjs",
+                       "onnxruntime-web/ort-wasm-simd-threaded.wasm")
 
 
 def vendor_dir() -> Path:

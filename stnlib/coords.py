@@ -117,6 +117,10 @@ def base_grid(size: int | Sequence[int], align_corners: bool = ALIGN_CORNERS, de
     """
     size = as_size(size, ndim)
     device = torch.device(device) if device is not None else torch.device("cpu")
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        # A traced graph must build its own constant: a cached entry made while tracing would hold a
+        # fake tensor and poison every later eager call.
+        return _base_grid_cached.__wrapped__(size, bool(align_corners), device, dtype)
     return _base_grid_cached(size, bool(align_corners), device, dtype)
 
 

@@ -45,6 +45,11 @@ class ModelConfig:
             ``None`` = chosen to match ``param_budget``.
         param_budget: target total parameter count used when ``width`` is None.
         loc_arch: localisation net, "fcn" or "cnn"; default the classifier's.
+        st_out_size: (H', W') of each transformer's output; ``None`` keeps the input's size. A smaller output
+            is a crop at the input's resolution when ``st_init_scale`` matches it (28 of 42 pixels with
+            2/3).
+        st_init_scale: the transformers start at the identity scaled by this factor (their sampled region a
+            centred box of this fraction of the input's side); ``None`` means 1, the paper's identity.
     """
 
     arch: str = "cnn"
@@ -58,16 +63,22 @@ class ModelConfig:
     param_budget: int | None = None
     loc_arch: str | None = None
     transform_kwargs: dict = field(default_factory=dict)
+    st_out_size: tuple[int, int] | None = None
+    st_init_scale: float | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["in_size"] = list(self.in_size)
+        if self.st_out_size is not None:
+            d["st_out_size"] = list(self.st_out_size)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
         d["in_size"] = tuple(d["in_size"])
+        if d.get("st_out_size") is not None:
+            d["st_out_size"] = tuple(d["st_out_size"])
         return cls(**d)
 
     @property
@@ -141,13 +152,19 @@ class STClassifier(nn.Module):
             loc_arch = config.loc_arch or config.arch
             loc = fcn_loc_net(c, size) if loc_arch == "fcn" else cnn_loc_net(c, size)
             tf = get_transform(config.transform, **config.transform_kwargs)
+            out_size = None if config.st_out_size is None else tuple(config.st_out_size)
+            init = tf.identity() * (1.0 if config.st_init_scale is None else float(config.st_init_scale))
             if config.num_transformers == 1:
-                self.st = SpatialTransformer(loc, tf)
+                self.st = SpatialTransformer(loc, tf, out_size=out_size)
+                with torch.no_grad():
+                    self.st.head.bias.copy_(init)
             else:
-                self.st = ParallelSpatialTransformers(loc, config.num_transformers, tf)
+                self.st = ParallelSpatialTransformers(loc, config.num_transformers, tf, out_size=out_size,
+                                                      init=init.repeat(config.num_transformers, 1))
                 cls_channels = c * config.num_transformers
+            cls_size = size if out_size is None else out_size
             if config.st_pool > 1:
-                cls_size = (size[0] // config.st_pool, size[1] // config.st_pool)
+                cls_size = (cls_size[0] // config.st_pool, cls_size[1] // config.st_pool)
         self.pool = nn.AvgPool2d(config.st_pool) if config.st_pool > 1 and self.st is not None else nn.Identity()
         self.normalize = Normalize()
         build = fcn_classifier if config.arch == "fcn" else cnn_classifier

@@ -23,6 +23,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -489,3 +490,106 @@ def test_explorer_output_works_on_its_own_like_in_jupyter(site):
     finally:
         tab.close()
     assert problems == {"failed requests": [], "console errors": []}, problems
+
+
+# ------------------------------------------------------------------------------ the live page, against PyTorch
+
+LIVE = "book/live.html"
+LIVE_SETTINGS = [  # (what the test sets through the page's API, then checks against PyTorch)
+    {"model": "r-st-cnn-affine", "digit": 4, "rotation": 60, "size": 0.9, "dx": 0.1, "dy": -0.05},
+    {"model": "r-st-fcn-affine", "digit": 17, "rotation": -120, "size": 1.2, "dx": -0.15, "dy": 0.2},
+    {"model": "r-st-cnn-affine", "digit": 29, "rotation": 0, "size": 1, "dx": 0, "dy": 0},
+]
+
+
+def assert_live_matches_pytorch(result: dict, digits: dict) -> None:
+    """The page's input is stnlib's warp of the digit with the distortion theta the sliders define, and its
+    logits, theta and transformer output are what the PyTorch model computes on that input."""
+    from stnbook import live
+    from stnlib.export import ExportWrapper
+    from stnlib.transforms import affine_from_params
+
+    p = result["params"]
+    a = affine_from_params(p["rotation"], 1 / p["size"], 1 / p["size"])
+    expected_theta = a.clone()
+    expected_theta[2] = -(a[0] * p["dx"] + a[1] * p["dy"])
+    expected_theta[5] = -(a[3] * p["dx"] + a[4] * p["dy"])
+    assert result["distortion"] == pytest.approx(expected_theta.tolist(), abs=1e-6), "slider -> distortion theta"
+    if isinstance(result["digit"], int):
+        raw = base64.b64decode(digits["images"][result["digit"]])
+        source = torch.frombuffer(bytearray(raw), dtype=torch.uint8).float().div(255).reshape(1, 1, 28, 28)
+        expected_input = warp(source, expected_theta[None], "affine")
+        got_input = torch.tensor(result["input"]).reshape(1, 1, 28, 28)
+        assert (got_input - expected_input).abs().max() < 1e-5, "the page's warp differs from stnlib's"
+    x = torch.tensor(result["input"], dtype=torch.float32).reshape(1, 1, 28, 28)
+    _, model = live.live_model(result["model"])
+    with torch.no_grad():
+        logits, theta, output = ExportWrapper(model)(x)
+    what = f"{result['model']} at {p}"
+    assert (torch.tensor(result["logits"]) - logits[0]).abs().max() < 1e-3, f"{what}: logits"
+    assert (torch.tensor(result["theta"]) - theta[0]).abs().max() < 1e-4, f"{what}: theta"
+    assert (torch.tensor(result["output"]) - output[0].flatten()).abs().max() < 1e-4, f"{what}: output"
+    assert int(np.argmax(result["probs"])) == int(logits.argmax()), f"{what}: top prediction"
+
+
+@pytest.mark.slow
+def test_live_page_runs_the_exported_models_like_pytorch(site):
+    """onnxruntime-web in the page computes, for digits the test turns, resizes and moves through the page's own
+    controls, the logits, theta and transformer output PyTorch computes; a digit drawn with the mouse is read."""
+    if LIVE not in PAGES:
+        pytest.skip("no live page in _toc.yml")
+    digits = json.loads((site.html / "_static/stn/live/digits.json").read_text())
+    tab = open_page(site, LIVE)
+    page, shots = tab.page, screenshot_dir()
+    try:
+        demo = page.locator(".stn-live")
+        expect(demo).to_have_attribute("data-stn-mounted", "1")
+        assert demo.get_attribute("data-stn-error") is None, demo.get_attribute("data-stn-error")
+        first = page.evaluate("() => document.querySelector('.stn-live').stnLive.last")
+        assert first["params"]["rotation"] == 40
+        assert_live_matches_pytorch(first, digits)
+        tab.screenshot(shots / "live-demo.png", demo)
+        results = [page.evaluate("(p) => document.querySelector('.stn-live').stnLive.set(p)", s) for s in LIVE_SETTINGS]
+        for result in results:
+            assert_live_matches_pytorch(result, digits)
+        # a slider dragged with the mouse reruns the network
+        runs = int(demo.get_attribute("data-stn-runs"))
+        drag_slider_to(page, demo.locator('input[data-stn-live-param="rotation"]'), 45)
+        page.wait_for_function("(n) => Number(document.querySelector('.stn-live').getAttribute('data-stn-runs')) > n",
+                               arg=runs)
+        dragged = page.evaluate("() => document.querySelector('.stn-live').stnLive.busy || "
+                                "document.querySelector('.stn-live').stnLive.last")
+        assert 30 <= dragged["params"]["rotation"] <= 60
+        assert_live_matches_pytorch(dragged, digits)
+        # drawing: a vertical stroke down the middle, drawn with the mouse, is a digit the network reads
+        page.evaluate("() => document.querySelector('.stn-live').stnLive.set({rotation: 0, size: 1, dx: 0, dy: 0})")
+        demo.get_by_role("button", name="draw a digit").click()
+        canvas = demo.locator("canvas.stn-live-input")
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.8, steps=20)
+        page.mouse.up()
+        drawn = page.evaluate("async () => { const l = document.querySelector('.stn-live').stnLive; "
+                              "await (l.busy || l.last); return l.busy ? await l.busy : l.last; }")
+        assert drawn["digit"] == "drawn" and sum(drawn["input"]) > 20, "the stroke did not reach the input"
+        assert_live_matches_pytorch(drawn, digits)
+        tab.screenshot(shots / "live-demo-drawn.png", demo)
+        problems = tab.problems()
+    finally:
+        tab.close()
+    assert problems == {"failed requests": [], "console errors": []}, problems
+
+
+@pytest.mark.slow
+def test_live_page_says_why_it_cannot_run_from_a_file_address(site):
+    if LIVE not in PAGES:
+        pytest.skip("no live page in _toc.yml")
+    tab = Tab.open(site.browser)
+    try:
+        tab.page.goto((site.html / LIVE).as_uri(), wait_until="load")
+        demo = tab.page.locator(".stn-live")
+        expect(demo).to_have_attribute("data-stn-error", re.compile("file://"))
+        expect(demo.locator(".stn-live-status")).to_contain_text("http.server")
+    finally:
+        tab.close()

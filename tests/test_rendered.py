@@ -40,6 +40,14 @@ EMBED_MANAGER = ("its ipywidgets explorer needs the ipywidgets embed manager (_s
 HEAVY_PAGES = {  # page: why it may load more than MAX_PAGE_BYTES
     "book/anatomy.html": EMBED_MANAGER,  # theta_explorer(digit)
     "book/distorted_mnist.html": EMBED_MANAGER,  # the trained RTS ST-CNN's explorer
+    "book/live.html": "it runs trained networks in the page: onnxruntime-web's WebAssembly binary (14 MB) and the "
+                      "ONNX models, fetched by its script after the page has appeared (the page says so)",
+}
+# Files a page's own scripts fetch (not named by <script src>, <link href> or <img src>), counted in its weight.
+SCRIPT_LOADS = {
+    "book/live.html": ["_static/stn/vendor/onnxruntime-web/ort-wasm-simd-threaded.wasm",
+                       "_static/stn/vendor/onnxruntime-web/ort-wasm-simd-threaded.mjs",
+                       "_static/stn/live/r-st-cnn-affine.onnx", "_static/stn/live/digits.json"],
 }
 NOT_LOADED = {"next", "prev", "index", "search", "canonical", "alternate", "author", "help", "license", "glossary",
               "copyright", "top", "up", "first", "last", "contents"}  # <link rel> values that are not fetched
@@ -212,6 +220,10 @@ def test_page_weight(html_dir):
     for page in pages(html_dir):
         name = page.relative_to(html_dir).as_posix()
         total, files = page_weight(page, html_dir)
+        for late in SCRIPT_LOADS.get(name, []):
+            assert (html_dir / late).is_file(), f"{name} fetches {late}, which the build lacks"
+            files[late] = (html_dir / late).stat().st_size
+            total += files[late]
         weights[name] = total
         if total > MAX_PAGE_BYTES and name not in HEAVY_PAGES:
             top = sorted(files.items(), key=lambda kv: -kv[1])[:5]

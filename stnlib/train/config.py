@@ -25,6 +25,8 @@ class TrainConfig:
         optimizer: ``"adam"`` or ``"sgd"`` (with ``momentum``).
         lr: Base learning rate.
         momentum: SGD momentum (unused by Adam).
+        adam_eps: Adam's epsilon (torch's default 1e-8); a large value (1e-3) damps the steps of parameters
+            whose gradients are small, as in some reference implementations.
         weight_decay: L2 penalty passed to the optimiser, on every parameter.
         schedule: ``"constant"``, ``"cosine"`` (to 0 over the steps after warm-up) or ``"step"``.
         lr_decay_steps: For ``"step"``: after each of these many completed steps the rate is multiplied
@@ -55,6 +57,7 @@ class TrainConfig:
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = 1e-3
     momentum: float = 0.9
+    adam_eps: float = 1e-8
     weight_decay: float = 0.0
     schedule: Literal["constant", "cosine", "step"] = "cosine"
     lr_decay_steps: tuple[int, ...] = ()

@@ -168,6 +168,9 @@ def _localisation_parameter_ids(model: nn.Module, loc_lr_mult: float) -> set[int
 
 
 def _config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    # a field added to TrainConfig after the checkpoint was written counts at its default value
+    defaults = TrainConfig(steps=1).to_dict()
+    saved = {**{k: v for k, v in defaults.items() if k not in saved and k != "steps"}, **saved}
     keys = (set(saved) | set(current)) - RESUMABLE_FIELDS
     return [f"{k}: checkpoint {saved.get(k, '<missing>')!r}, now {current.get(k, '<missing>')!r}"
             for k in sorted(keys) if saved.get(k) != current.get(k)]
@@ -258,7 +261,7 @@ class Trainer:
         if not groups:
             raise ValueError("the model has no trainable parameters")
         if cfg.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            self.optimizer = torch.optim.Adam(groups, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         else:
             self.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         # A closure, not a lambda object with state: LambdaLR then saves no function state, and the
