@@ -399,6 +399,8 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
         return {"cell": cell.id, "finished": False, "steps": result["steps"], "of": cfg.steps,
                 "wall_time_s": result["wall_time_s"]}
     analysis = exp.analyse(model, test, cell)
+    if result.get("records"):  # what the experiment's callbacks measured along the way
+        analysis["records"] = result["records"]
     final = result["final_eval"] or {}
     metrics = {
         "experiment": cell.experiment, "cell": cell.id, "task": cell.task, "model": name,

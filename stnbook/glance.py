@@ -98,9 +98,12 @@ class Artifacts:
         return [p for p in PROFILES if p in known]
 
     def best(self, experiment: str, cell: str) -> dict | None:
-        """The cell's committed run with the most training (steps x batch); the shorter profile on a tie."""
-        runs = [r[cell] for p in self.profiles(experiment) if cell in (r := self.results(experiment, p))]
-        return max(runs, key=lambda m: m["steps"] * m["batch_size"], default=None)
+        """The cell's committed run with the most training (steps x batch); on a tie, the profile that comes
+        later in :data:`PROFILES` (the paper's recipe after the long profile)."""
+        runs = [(k, r[cell]) for k, p in enumerate(self.profiles(experiment))
+                if cell in (r := self.results(experiment, p))]
+        best = max(runs, key=lambda km: (km[1]["steps"] * km[1]["batch_size"], km[0]), default=None)
+        return None if best is None else best[1]
 
     def best_all(self, experiment: str, cells: Sequence[str]) -> dict[str, dict]:
         return {c: m for c in cells if (m := self.best(experiment, c)) is not None}
@@ -572,6 +575,13 @@ def addition_key_numbers(root: Path | None = None, chance: float | None = None) 
     splits = [(add.row_name(c), m["attention_split"]) for c, m in long.items()
               if c.startswith("2st") and "split" in m.get("attention_split", {})]
     out["add_long_split"] = "; ".join(f"{n} {s['split']:.0f}% ({s['split_covered']:.0f}%)" for n, s in splits) or "n/a"
+    ref = art.results("addition", "paper")
+    done = [c for c in add.CELLS if c in ref]
+    out["add_ref_rows"] = ("; ".join(f"{add.row_name(c)} {ref[c]['test_error']:.1f}%"
+                                     + (f" (paper {add.PAPER_TABLE4[c]}%)" if add.PAPER_TABLE4.get(c) else "")
+                                     for c in done) if done else "none finished yet")
+    m = next(iter(ref.values()), None)
+    out["add_ref_budget"] = "n/a" if m is None else f"{m['steps']:,} steps at batch {m['batch_size']}, {m['params']:,} parameters"
     return out
 
 

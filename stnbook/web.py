@@ -537,7 +537,16 @@ def _drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> No
 
 
 def setup(app) -> dict:
-    """Sphinx extension entry point (``_config.yml``: ``sphinx.extra_extensions: [stnbook.web]``)."""
+    """Sphinx extension entry point (``_config.yml``: ``sphinx.extra_extensions: [stnbook.web]``).
+
+    Also marks the kernels that execute the chapters (they inherit this process's environment) as a static build
+    (:func:`stnbook.widgets.static_build`): the pages get the in-page explorers, not ipywidgets no kernel runs.
+    """
+    import os
+
+    from stnbook.widgets import STATIC_BUILD_ENV
+
+    os.environ[STATIC_BUILD_ENV] = "1"
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)  # after the handlers that add scripts
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 

@@ -7,6 +7,7 @@ build; jupyter/nbclient#312), and an Image widget needs no output capture.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
@@ -174,7 +175,34 @@ class ThetaExplorer:
         display(self.widget)
 
 
+STATIC_BUILD_ENV = "STNBOOK_STATIC_BUILD"
+"""Set by the book's Sphinx extension (:func:`stnbook.web.setup`) for the kernels that execute the chapters while
+the HTML book is built: a page has no kernel, so the ipywidgets explorers are left out of it."""
+
+
+def static_build() -> bool:
+    """Whether this kernel executes a chapter for the static HTML book (no kernel will be there to run sliders)."""
+    return os.environ.get(STATIC_BUILD_ENV) == "1"
+
+
+class KernelOnly:
+    """What a kernel-driven explorer shows in the static book: one line saying where it runs."""
+
+    def __init__(self, what: str = "ipywidgets sliders driving stnlib itself"):
+        self.what = what
+
+    def _repr_html_(self) -> str:
+        return (f"<p class='stn-kernel-only'><em>Run this chapter in Jupyter to get {self.what} here; the "
+                "explorer below computes the same warp in this page.</em></p>")
+
+    def __repr__(self) -> str:
+        return f"KernelOnly({self.what!r})"
+
+
 def theta_explorer(image: torch.Tensor, transform: str = "affine", out_size: Sequence[int] | None = None,
-                   describe: Callable[[torch.Tensor, torch.Tensor], str] | None = None) -> ThetaExplorer:
-    """One line for a chapter: ``theta_explorer(digit)`` shows the live explorer (see :class:`ThetaExplorer`)."""
+                   describe: Callable[[torch.Tensor, torch.Tensor], str] | None = None) -> ThetaExplorer | KernelOnly:
+    """One line for a chapter: ``theta_explorer(digit)`` shows the live explorer (see :class:`ThetaExplorer`);
+    while the static book is built (:func:`static_build`), a :class:`KernelOnly` note instead."""
+    if static_build():
+        return KernelOnly()
     return ThetaExplorer(image, transform, out_size, describe)

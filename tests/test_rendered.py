@@ -35,11 +35,7 @@ MARKDOWN_TABLE = [re.compile(r"^\s*\|.*\|\s*$"), re.compile(r"\|\s*:?-{3,}")]
 FORBIDDEN = [r"PAPER\.md", r"\.\./shared", r"\bissues?\b", r"\bsessions?\b", r"wrote this book", r"<this repository>", r"<hash>", r"\bTODO\b",
              r"placeholder", r"was not lent", r"no GPU was", r"low confidence"]
 MAX_PAGE_BYTES = 4_000_000
-EMBED_MANAGER = ("its ipywidgets explorer needs the ipywidgets embed manager (_static/stn/vendor/html-manager/"
-                 "embed-amd.js, 4.4 MB, vendored so that the page works offline) to draw the sliders' first state")
 HEAVY_PAGES = {  # page: why it may load more than MAX_PAGE_BYTES
-    "book/anatomy.html": EMBED_MANAGER,  # theta_explorer(digit)
-    "book/distorted_mnist.html": EMBED_MANAGER,  # the trained RTS ST-CNN's explorer
     "book/live.html": "it runs trained networks in the page: onnxruntime-web's WebAssembly binary (14 MB) and the "
                       "ONNX models, fetched by its script after the page has appeared (the page says so)",
 }
@@ -211,6 +207,15 @@ def test_pages_speak_of_their_experiments_only(html_dir):
                 context = " ".join(text[max(0, m.start() - 60):m.end() + 60].split())
                 bad.append(f"{page.relative_to(html_dir)}: {m.group(0)!r} in ...{context}...")
     assert not bad, "words about how the book was written, or placeholders, on the pages:\n" + "\n".join(bad)
+
+
+@pytest.mark.slow
+def test_no_page_holds_widgets_that_need_a_kernel(html_dir):
+    """ipywidgets in a static page render and never redraw: the chapters leave them out of the built book
+    (stnbook.widgets.static_build) and show the in-page explorers instead."""
+    bad = [p.relative_to(html_dir).as_posix() for p in pages(html_dir)
+           if "application/vnd.jupyter.widget-view+json" in p.read_text(encoding="utf-8")]
+    assert not bad, f"pages with ipywidgets views: {bad}"
 
 
 @pytest.mark.slow

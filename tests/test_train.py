@@ -135,6 +135,40 @@ def test_resume_refuses_a_different_config_and_allows_cosmetic_changes(tmp_path)
     assert result["steps"] == 6 and [h["step"] for h in result["history"]] == [3, 6]
 
 
+class RecordEvery(Callback):
+    """Keeps the bias of the model at every 3rd step in ``trainer.records``."""
+
+    def on_step_end(self, trainer, step, metrics):
+        if step % 3 == 0:
+            trainer.records.setdefault("bias", []).append({"step": step, "bias": trainer.model.bias.detach().clone()})
+
+
+def test_callback_records_survive_an_interruption(tmp_path):
+    data = SeparableData()
+    torch.manual_seed(0)
+    expected = Trainer(nn.Linear(DIM, 2), config(), callbacks=[RecordEvery()]).fit(data)["records"]["bias"]
+    with pytest.raises(KeyboardInterrupt):
+        torch.manual_seed(0)
+        Trainer(nn.Linear(DIM, 2), config(), callbacks=[RecordEvery(), InterruptAt(11)], run_dir=tmp_path).fit(data)
+    result = Trainer(nn.Linear(DIM, 2), config(), callbacks=[RecordEvery()], run_dir=tmp_path).fit(data)
+    got = result["records"]["bias"]
+    assert [r["step"] for r in got] == [r["step"] for r in expected] == [3, 6, 9, 12, 15, 18]
+    assert all(torch.equal(a["bias"], b["bias"]) for a, b in zip(got, expected))
+    assert "records" not in json.loads((tmp_path / "config.json").read_text())  # tensors stay out of the JSON
+
+
+def test_a_checkpoint_older_than_a_new_config_field_resumes_at_its_default(tmp_path):
+    data = SeparableData()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(nn.Linear(DIM, 2), config(), callbacks=[InterruptAt(7)], run_dir=tmp_path).fit(data)
+    state = safe_torch_load(tmp_path / "checkpoint.pt")
+    del state["config"]["adam_eps"]  # as written before TrainConfig had the field
+    torch.save(state, tmp_path / "checkpoint.pt")
+    assert Trainer(nn.Linear(DIM, 2), config(), run_dir=tmp_path).fit(data)["steps"] == 20
+    with pytest.raises(ValueError, match="adam_eps"):
+        Trainer(nn.Linear(DIM, 2), config(steps=30, adam_eps=1e-3), run_dir=tmp_path).fit(data)
+
+
 def test_corrupt_checkpoint_error_names_the_file(tmp_path):
     path = tmp_path / "checkpoint.pt"
     path.write_bytes(b"not a torch file")

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from stnbook import artifacts as common
-from stnbook.addition.experiment import EXPERIMENT, FAMILIES, addition_test_pairs, attention_split
+from stnbook.addition.experiment import ABLATIONS, EXPERIMENT, FAMILIES, addition_test_pairs, attention_split
 from stnbook.experiments import get_cells, load_results
 from stnbook.figures import draw_outline, html_table, imshow
 from stnlib.geometry import sampling_outline
@@ -279,6 +279,92 @@ def plot_eval_curves(long: dict[str, dict]):
                                    ylim=(0, 100))
 
 
+def recipe_results() -> dict[str, dict]:
+    """The committed recipe comparisons (2xST-FCN affine, one profile per variant), by profile name, in the order
+    of :data:`~stnbook.addition.experiment.ABLATIONS`."""
+    out = {}
+    for name in ABLATIONS:
+        m = load_results(EXPERIMENT, name).get("2st-fcn-affine")
+        if m is not None:
+            out[name] = m
+    return out
+
+
+def recipe_table_html(recipe: dict[str, dict]) -> str:
+    """One row per recipe variant: what differs, test error at each evaluation, parameters, time."""
+    if not recipe:
+        return "<p>No recipe comparisons committed yet: <code>python -m stnbook run addition --profile recipe "
+        "--cells 2st-fcn-affine</code> (and the other <code>recipe-*</code> profiles) make them.</p>"
+    steps = sorted({e["step"] for m in recipe.values() for e in m["eval_history"]})
+    header = ["2xST-FCN affine, recipe", *[f"error at {s:,} steps %" for s in steps], "split", "parameters",
+              "time"]
+    rows = []
+    for name, m in recipe.items():
+        errs = {e["step"]: e["error"] for e in m["eval_history"]}
+        split = m.get("attention_split", {})
+        rows.append([("recipe" if name == "recipe" else "recipe, but " + ABLATIONS[name][0]),
+                     *[f"{errs[s]:.1f}" if s in errs else "" for s in steps],
+                     f"{split['split']:.0f}%" if "split" in split else "", f"{m['params']:,}",
+                     f"{m['wall_time_s'] / 60:.1f} min"])
+    return html_table(header, rows, f"Recipe comparison at a fixed budget ({next(iter(recipe.values()))['steps']:,} "
+                      "steps at batch 128, 5,000 fixed test pairs)", escape=True, row_headers=True)
+
+
+def plot_recipe_curves(recipe: dict[str, dict]):
+    """Test error against step for each recipe variant, with chance."""
+    if not recipe:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for k, (name, m) in enumerate(recipe.items()):
+        pts = [(0, chance_error(m["test_size"]))] + [(e["step"], e["error"]) for e in m["eval_history"]]
+        ax.plot(*zip(*pts), marker="o", ms=3, lw=2.2 if name == "recipe" else 1.2,
+                label="recipe" if name == "recipe" else ABLATIONS[name][0])
+    ax.axhline(chance_error(next(iter(recipe.values()))["test_size"]), color="0.5", ls=":", lw=1,
+               label="always answering 9")
+    ax.set(xlabel="training step", ylabel="test error (%)", ylim=(0, 100))
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def paper_results() -> dict[str, dict]:
+    """The committed runs of the "paper" profile (the reference reimplementation's recipe)."""
+    return load_results(EXPERIMENT, "paper")
+
+
+def recipe_key_numbers(recipe: dict[str, dict]) -> dict[str, str]:
+    """The recipe comparison's numbers for the chapter's text (keys ``recipe_<profile>`` with ``-`` as ``_``: the
+    test error at the end of each variant's run; ``recipe_steps``), "n/a" where a variant is missing."""
+    out = {"recipe_steps": f"{next(iter(recipe.values()))['steps']:,}" if recipe else "n/a"}
+    for name in ABLATIONS:
+        m = recipe.get(name)
+        out["recipe_" + name.replace("-", "_")] = "n/a" if m is None else f"{m['test_error']:.1f}"
+    return out
+
+
+def paper_table_html(long: dict[str, dict], paper: dict[str, dict]) -> str:
+    """Per cell of the reference-recipe runs: the paper, ours in the long profile and with the recipe."""
+    return common.profiles_html(long, paper, PAPER_TABLE4, row_name, _split_note,
+                                labels=("long profile", "reference recipe"))
+
+
+def paper_key_numbers(paper: dict[str, dict]) -> dict[str, str]:
+    """The reference-recipe runs' numbers for the chapter's text: ``ref_<cell>`` (error), ``ref_steps``,
+    ``ref_minutes_<cell>``, ``ref_split`` (2xST-FCN affine), "n/a" where missing."""
+    out = {"ref_steps": "n/a", "ref_split": "n/a", "ref_split_covered": "n/a"}
+    for c in CELLS:
+        key = c.replace("-", "_")
+        m = paper.get(c)
+        out[f"ref_{key}"] = "n/a" if m is None else f"{m['test_error']:.1f}"
+        out[f"ref_minutes_{key}"] = "n/a" if m is None else f"{m['wall_time_s'] / 60:.0f}"
+        if m is not None:
+            out["ref_steps"] = f"{m['steps']:,}"
+    s = paper.get("2st-fcn-affine", {}).get("attention_split", {})
+    if "split" in s:
+        out["ref_split"], out["ref_split_covered"] = f"{s['split']:.0f}", f"{s['split_covered']:.0f}"
+    return out
+
+
 def closing(results: dict[str, dict], long: dict[str, dict] | None = None) -> str:
     """The closing note in HTML (paragraphs and a table), computed from the artifacts: Table 4 and the measured
     split, and the long-profile runs when given."""
@@ -328,6 +414,7 @@ def closing(results: dict[str, dict], long: dict[str, dict] | None = None) -> st
 
 __all__ = ["CELLS", "PAPER_BEST_SINGLE_ST", "PAPER_TABLE4", "TENSORPACK_2ST_AFFINE", "best_single", "chance_error",
            "chapter_cell", "chapter_results", "closing", "comparison", "composite", "figure_preference",
-           "figure_split", "full_results", "long_gaps", "long_results", "long_table_html", "parameter_counts",
-           "plot_eval_curves", "plot_pairs", "plot_split", "plot_training", "provenance", "row_name", "split_table",
-           "table4_html", "test_pairs"]
+           "figure_split", "full_results", "long_gaps", "long_results", "long_table_html", "paper_key_numbers", "paper_results", "paper_table_html",
+           "parameter_counts", "plot_eval_curves", "plot_pairs", "plot_recipe_curves", "plot_split", "plot_training",
+           "provenance", "recipe_key_numbers", "recipe_results", "recipe_table_html", "row_name", "split_table", "table4_html",
+           "test_pairs"]

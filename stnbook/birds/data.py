@@ -20,7 +20,7 @@ This is the paper's 448 px / 224 px argument, made extreme on purpose.
 Conventions. Images are ``(B, 3, S, S)`` uint8 (values 0..255; models divide by 255); part locations are
 (x, y) in the normalised coordinates of :mod:`stnlib.coords` (``align_corners=False``, x along the width,
 [-1, 1] over the image), the frame in which an attention theta (s, t_x, t_y) places its crop. Rendering is
-batched and on the fly: a step's batch depends only on ``(seed, step)`` through :func:`derive_seed`, so a
+batched and on the fly: a step's batch depends only on ``(seed, step)`` through a named random stream, so a
 resumed run sees the same images; the test set is fixed by :data:`PARTS_TEST_SEED`.
 
 Sizes are given as fractions of the canvas side, so ``size`` can change (120 px by default); the texture
@@ -38,12 +38,13 @@ import torch
 import torch.nn.functional as F
 
 from stnlib.coords import pixel_to_normalized
-from stnlib.data.distortions import derive_seed
+from stnlib.data.streams import register_stream, stream_generator
 
 PARTS_TEST_SEED = 5678
 """Seed of the fixed test set of :func:`parts_test_set` (shared by every model, never used for training)."""
 
-_STREAM_TRAIN = 11
+register_stream("birds.train", 31)
+register_stream("birds.test", 32)
 _TEST_CHUNK = 256  # fixed: part of what makes the test set bit-identical
 
 # Ink patterns on a 3 x 3 tile, three ink pixels each (so all have the same block mean):
@@ -401,7 +402,7 @@ def low_res(images: torch.Tensor, factor: int) -> torch.Tensor:
 class PartsBatches:
     """Step-indexed training batches of synthetic birds: ``batch(step) -> (x, y, parts)``.
 
-    Step ``t`` is rendered from a generator seeded by ``derive_seed(seed, stream, t)``, so a batch depends
+    Step ``t`` is rendered from the stream ``"birds.train"`` keyed by ``t`` (:mod:`stnlib.data.streams`), so a batch depends
     only on (seed, step) and every run with the same seed sees the same images (an infinite stream: there
     are no epochs). ``parts`` (B, 2, 2) holds the normalised (x, y) centres of head and body, so a loss can
     measure where the transformers look (:class:`~stnlib.train.classification_loss` ignores it).
@@ -424,20 +425,20 @@ class PartsBatches:
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if int(step) < 0:
             raise ValueError(f"step must be non-negative, got {step}")
-        g = torch.Generator().manual_seed(derive_seed(self.seed, _STREAM_TRAIN, int(step)))
+        g = stream_generator(self.seed, "birds.train", int(step))
         b = make_parts_batch(self.spec, self.batch_size, g)
         return b["x"].to(self.device), b["y"].to(self.device), b["parts"].to(self.device)
 
 
 def parts_test_set(spec: PartsSpec, n: int, seed: int = PARTS_TEST_SEED) -> dict[str, torch.Tensor]:
-    """The fixed test set: ``n`` images made in chunks of 256 from ``derive_seed(seed, chunk)``.
+    """The fixed test set: ``n`` images made in chunks of 256, chunk ``i`` from the stream ``"birds.test"`` keyed by ``i``.
 
     Chunks are independent, so sets of different sizes share their complete chunks (the first 256 images
     of every set of at least 256 are the same). Keys as in :func:`make_parts_batch`.
     """
     chunks = []
     for i, start in enumerate(range(0, n, _TEST_CHUNK)):
-        g = torch.Generator().manual_seed(derive_seed(seed, i))
+        g = stream_generator(seed, "birds.test", i)
         chunks.append(make_parts_batch(spec, min(_TEST_CHUNK, n - start), g))
     return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
 

@@ -71,6 +71,33 @@ class RectificationProbe(Callback):
         trainer.eval_history[-1].update({"rect_slope": fit["slope"], "rect_r": fit["r"]})
 
 
+SNAPSHOT_SIZE = 12  # test images whose transformer output is recorded along the way
+SNAPSHOT_STEPS = (0, 100, 250, 500, 1_000, 2_000, 4_000, 8_000, 15_000, 30_000, 60_000)
+
+
+class ThetaSnapshots(Callback):
+    """The transformer over training: theta of the first :data:`SNAPSHOT_SIZE` test images at each of
+    ``steps`` (those within the run), kept in ``trainer.records["snapshots"]`` as ``{"step", "theta"}`` (so a
+    resumed run keeps the earlier ones) and saved with the artifact's analysis; the outputs are the test
+    images warped with these thetas."""
+
+    def __init__(self, test: dict, steps=SNAPSHOT_STEPS):
+        self.x = test["x"][:SNAPSHOT_SIZE]
+        self.steps = set(int(s) for s in steps)
+
+    def _take(self, trainer, step: int) -> None:
+        snaps = trainer.records.setdefault("snapshots", [])
+        if step in self.steps and all(s["step"] != step for s in snaps):
+            _, theta = predict_theta(trainer.model, self.x)
+            snaps.append({"step": step, "theta": theta})
+
+    def on_train_start(self, trainer) -> None:
+        self._take(trainer, trainer.step)
+
+    def on_step_end(self, trainer, step: int, metrics: dict) -> None:
+        self._take(trainer, step)
+
+
 def analyse(model, test: dict, cell: Cell) -> dict:
     """Predicted class and theta of every test image, and the rectification fit on all of them."""
     pred, theta = predict_theta(model, test["x"])
@@ -80,4 +107,4 @@ def analyse(model, test: dict, cell: Cell) -> dict:
 
 
 RECTIFY = register(Experiment("rectify", rectify_cells, PROFILES, make_data, build_model, rebuild, analyse,
-                              callbacks=lambda cell, test: [RectificationProbe(test)]))
+                              callbacks=lambda cell, test: [RectificationProbe(test), ThetaSnapshots(test)]))

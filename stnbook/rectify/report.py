@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
+import torch
+
 from stnbook import artifacts as common
-from stnbook.figures import html_table
+from stnbook.figures import html_table, imshow
 from stnbook.table1.report import (
     PAPER_TABLE1,
     cell_id,
@@ -125,3 +128,99 @@ def r180_pose(profile: str, cell: str = "R180-st-fcn-affine"):
                        caption=f"{rectify_label(cell)}: {metrics['test_error']:.2f}% test error; 1 = every output "
                                "in one pose, 0 = no preferred pose")
     return table, plot_pose_by_class(analysis["theta"], data), r180_key_numbers(stats)
+
+
+def training_snapshots(profile: str, cell: str = "R-st-fcn-affine") -> dict | None:
+    """The transformer over training, from the artifact's records (:class:`~stnbook.rectify.experiment.ThetaSnapshots`):
+    ``{"steps", "x" (N, 1, 28, 28) test inputs, "angles" (N,), "outputs" (S, N, 1, 28, 28), "rotation" (S, N)}``;
+    None (with a note) when the artifact has none."""
+    from stnlib.analysis import rotation_deg, warp
+
+    got = common.chapter_cell("rectify", cell, profile)
+    if got is None:
+        return None
+    snaps = sorted(got[2].get("records", {}).get("snapshots", []), key=lambda s: s["step"])
+    if not snaps:
+        print(f"[{cell} has no training snapshots: `python -m stnbook run rectify --profile {profile} --cells {cell} "
+              "--force` records them]")
+        return None
+    n = snaps[0]["theta"].shape[0]
+    data = test_set("R", n)
+    outputs = torch.stack([warp(data["x"], s["theta"].float(), "affine") for s in snaps])
+    return {"steps": [s["step"] for s in snaps], "x": data["x"], "angles": data["params"]["angle_deg"][:n],
+            "outputs": outputs, "rotation": torch.stack([rotation_deg(s["theta"].float()) for s in snaps]),
+            "label": rectify_label(cell)}
+
+
+def plot_training_strip(snap: dict, columns: int = 10):
+    """Rows: the inputs, then the transformer's outputs at each recorded step (the implied rotation printed)."""
+    steps, n = snap["steps"], min(columns, snap["x"].shape[0])
+    fig, axes = plt.subplots(len(steps) + 1, n, figsize=(0.72 * n + 0.9, 0.74 * (len(steps) + 1)))
+    for c in range(n):
+        imshow(axes[0, c], snap["x"][c], f"{float(snap['angles'][c]):+.0f}\N{DEGREE SIGN}")
+        for r in range(len(steps)):
+            imshow(axes[r + 1, c], snap["outputs"][r, c], f"{float(snap['rotation'][r, c]):+.0f}\N{DEGREE SIGN}")
+    axes[0, 0].set_ylabel("input", fontsize=7, rotation=0, ha="right", va="center")
+    for r, s in enumerate(steps):
+        axes[r + 1, 0].set_ylabel(f"step {s:,}", fontsize=7, rotation=0, ha="right", va="center")
+    for ax in axes.flat:
+        ax.title.set_fontsize(6)
+    fig.tight_layout(pad=0.2, h_pad=0.1, w_pad=0.1)
+    return fig
+
+
+def training_animation_html(snap: dict, zoom: int = 3, ms_per_frame: int = 900) -> str:
+    """The same snapshots as an animated GIF in the page: one frame per recorded step, the inputs on the left
+    half of each tile and the transformer's output on the right, the step written above."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    n = snap["x"].shape[0]
+    cols = min(n, 6)
+    rows = (n + cols - 1) // cols
+    tile, gap, head = 28 * zoom, 6, 22
+
+    def to_img(t):
+        a = (t[0].clamp(0, 1).numpy() * 255).astype(np.uint8)
+        return Image.fromarray(a).resize((tile, tile), Image.NEAREST)
+
+    width = cols * (2 * tile + 3 * gap)
+    height = head + rows * (tile + gap)
+    frames = []
+    for k, step in enumerate(snap["steps"]):
+        frame = Image.new("L", (width, height), 255)
+        draw = ImageDraw.Draw(frame)
+        draw.text((gap, 4), f"{snap['label']}: input | transformer's output, training step {step:,}", fill=0)
+        for i in range(n):
+            r, c = divmod(i, cols)
+            x0, y0 = c * (2 * tile + 3 * gap) + gap, head + r * (tile + gap)
+            frame.paste(to_img(snap["x"][i]), (x0, y0))
+            frame.paste(to_img(snap["outputs"][k, i]), (x0 + tile + gap // 2, y0))
+        frames.append(frame)
+    buf = io.BytesIO()
+    durations = [ms_per_frame] * (len(frames) - 1) + [3 * ms_per_frame]
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    data = base64.b64encode(buf.getvalue()).decode()
+    alt = (f"Animation: {n} rotated test digits and the {snap['label']}'s outputs at training steps "
+           + ", ".join(f"{s:,}" for s in snap["steps"]))
+    return (f'<img class="stn-animation" src="data:image/gif;base64,{data}" alt="{alt}" '
+            f'width="{width}" height="{height}" style="max-width: 100%; height: auto; image-rendering: pixelated;">')
+
+
+def snapshot_numbers(snap: dict | None) -> dict[str, str]:
+    """What the training snapshots show, as the chapter's glue strings: the mean |rotation| the transformer
+    applies at the last snapshot, and the mean deviation of the digits from upright (applied angle plus implied
+    rotation; 0 is upright) in the inputs and in the outputs at the end, over the snapshot digits ("n/a" for
+    every key without snapshots)."""
+    keys = ("snap_digits", "snap_points", "snap_last", "snap_turn_end", "snap_pose_start", "snap_pose_end")
+    if snap is None:
+        return dict.fromkeys(keys, "n/a")
+    pose = snap["angles"][None].float() + snap["rotation"]
+    return {"snap_digits": f"{snap['x'].shape[0]}", "snap_points": f"{len(snap['steps'])}",
+            "snap_last": f"{snap['steps'][-1]:,}",
+            "snap_turn_end": f"{float(snap['rotation'][-1].abs().mean()):.0f}",
+            "snap_pose_start": f"{float(pose[0].abs().mean()):.0f}",
+            "snap_pose_end": f"{float(pose[-1].abs().mean()):.0f}"}

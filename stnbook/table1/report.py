@@ -87,8 +87,10 @@ def figure_error_by_rotation(profile: str):
 def trained_explorer(profile: str, cell: str = "RTS-st-cnn-affine", index: int = 0):
     """A :class:`~stnbook.widgets.ThetaExplorer` on a test digit, starting at the theta the trained ST predicted,
     that shows the trained classifier's reading of every perturbed output."""
-    from stnbook.widgets import ThetaExplorer
+    from stnbook.widgets import KernelOnly, ThetaExplorer, static_build
 
+    if static_build():
+        return KernelOnly("ipywidgets sliders that perturb the trained transformer's theta")
     got = chapter_cell(cell, profile)
     if got is None:
         return None

@@ -15,3 +15,7 @@ from stnlib.data.distortions import (DIGIT_SIZE, DISTORTIONS, KINDS, SPLIT_SEEDS
 __all__ += ["DIGIT_SIZE", "DISTORTIONS", "KINDS", "SPLIT_SEEDS", "DistortedMNIST", "DistortionSpec", "apply_distortion",
             "as_image_batch", "derive_seed", "digit_box", "distortion_matrix", "fixed_test_set", "make_addition_batch",
             "sample_distortion"]
+
+from stnlib.data.streams import STREAMS, StepSource, register_stream, stream, stream_generator
+
+__all__ += ["STREAMS", "StepSource", "register_stream", "stream", "stream_generator"]

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from ..coords import pixel_to_normalized
-from .distortions import derive_seed
+from .streams import StepSource
 
 REQUIRED_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt",
                   "parts/part_locs.txt")
@@ -287,29 +287,22 @@ class CUBImages:
         return image, int(self.meta.labels[r]), pixel_to_normalized(self._centres[r], (h, w))
 
 
-class CUBBatches:
+class CUBBatches(StepSource):
     """Step-indexed training batches of a :class:`CUBImages` split: ``batch(step) -> (x, y, parts)``.
 
-    Epoch ``e``'s order is a permutation seeded by ``derive_seed(seed, e)``; step ``t`` takes the next
+    Epoch ``e``'s order is a permutation from the stream ``"cub.permutation"`` keyed by ``e``; step ``t`` takes the next
     ``batch_size`` images of its epoch (an epoch's last batch holds the remainder), so a resumed run sees
     the same batches. Images are read from disk each step.
     """
 
     def __init__(self, images: CUBImages, batch_size: int, seed: int = 0):
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
         if len(images) == 0:
             raise ValueError("the split holds no images")
+        super().__init__(len(images), batch_size, seed)
         self.images = images
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
-        self.num_examples = len(images)
-        self.steps_per_epoch = math.ceil(self.num_examples / self.batch_size)
 
     def indices(self, step: int) -> torch.Tensor:
-        epoch, i = divmod(int(step), self.steps_per_epoch)
-        perm = torch.randperm(self.num_examples, generator=torch.Generator().manual_seed(derive_seed(self.seed, epoch)))
-        return perm[i * self.batch_size:(i + 1) * self.batch_size]
+        return self.epoch_indices(step, "cub.permutation")
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if int(step) < 0:

@@ -73,6 +73,8 @@ from functools import lru_cache
 
 import torch
 
+from .streams import StepSource, derive_seed, stream_generator
+
 from ..coords import normalized_to_pixel
 from ..sampler import bilinear_sample
 from ..transforms import get_transform
@@ -120,29 +122,7 @@ kind has its own, independent test distortions. :func:`stnlib.data.pairs.additio
 ``SPLIT_SEEDS["colocalisation"]``.
 """
 
-_STREAM_PERMUTATION, _STREAM_DISTORTION, _STREAM_TEST = 1, 2, 3
 _TEST_CHUNK = 1024  # fixed: the chunking is part of what makes a test set bit-identical across runs
-_MASK64 = (1 << 64) - 1
-
-
-def derive_seed(*keys: int) -> int:
-    """A 63-bit seed mixed from integer ``keys`` with splitmix64, so (seed, step) streams never collide.
-
-    Examples:
-        >>> derive_seed(0, 1) == derive_seed(0, 1) != derive_seed(1, 0)
-        True
-    """
-    h = 0x9E3779B97F4A7C15
-    for k in keys:
-        z = ((h ^ (int(k) & _MASK64)) + 0x9E3779B97F4A7C15) & _MASK64
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-        h = z ^ (z >> 31)
-    return h >> 1
-
-
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator(device="cpu").manual_seed(seed)
 
 
 def _spec(kind: str) -> DistortionSpec:
@@ -505,33 +485,28 @@ def make_addition_batch(images_a: torch.Tensor, images_b: torch.Tensor, generato
     return torch.cat([x[:n], x[n:]], dim=1), params_a, params_b
 
 
-def init_step_source(source, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
+def init_step_source(source: StepSource, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
                      device: str | torch.device) -> None:
     """Validate and store what every step-indexed MNIST batch source holds (shared by :class:`DistortedMNIST`
     and :class:`stnlib.data.pairs.AdditionMNIST`): the digits (kept as given, e.g. uint8, on ``device``),
-    labels, batch size, seed and ``steps_per_epoch``."""
+    labels, and the :class:`~stnlib.data.streams.StepSource` state (batch size, seed, ``steps_per_epoch``)."""
     as_image_batch(images[:1])  # validate shape and dtype without converting the whole set
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
         raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
     if images.shape[0] == 0:
         raise ValueError("images is empty")
+    StepSource.__init__(source, int(images.shape[0]), batch_size, seed)
     source.device = torch.device(device)
     source.images = (images[:, None] if images.dim() == 3 else images).to(source.device)
     source.labels = labels.to(source.device)
-    source.num_examples = int(images.shape[0])
-    source.batch_size = int(batch_size)
-    source.seed = int(seed)
-    source.steps_per_epoch = math.ceil(source.num_examples / source.batch_size)
 
 
-class DistortedMNIST:
+class DistortedMNIST(StepSource):
     """Training batches distorted on the fly, indexed by step so a resumed run sees exactly the same batches.
 
     Step ``t`` belongs to epoch ``t // steps_per_epoch``; the epoch's permutation of the training set
-    comes from a CPU generator seeded by ``(seed, epoch)``, and the step's distortion parameters from
-    one seeded by ``(seed, t)`` (both through :func:`derive_seed`), so a batch does not depend on
+    comes from the stream ``"mnist.permutation"`` keyed by the epoch, and the step's distortion parameters
+    from ``"mnist.distortion"`` keyed by ``t`` (:mod:`stnlib.data.streams`), so a batch does not depend on
     which batches were drawn before it, nor on the device. The images are moved to ``device`` once (as
     given, e.g. uint8) and the warp runs there. "TC" clutter is cut from any other training image.
 
@@ -555,28 +530,19 @@ class DistortedMNIST:
         self.spec = _spec(kind)
         self.kind = kind
         init_step_source(self, images, labels, batch_size, seed, device)
-        self._epoch: int | None = None
-        self._permutation: torch.Tensor | None = None
 
     def permutation(self, epoch: int) -> torch.Tensor:
         """(N,) CPU int64 order in which epoch ``epoch`` visits the training set."""
-        if epoch != self._epoch:
-            g = _generator(derive_seed(self.seed, _STREAM_PERMUTATION, epoch))
-            self._permutation = torch.randperm(self.num_examples, generator=g)
-            self._epoch = epoch
-        return self._permutation
+        return torch.randperm(self.num_examples, generator=stream_generator(self.seed, "mnist.permutation", epoch))
 
     def indices(self, step: int) -> torch.Tensor:
         """(B,) CPU int64 training-set indices of the images in batch ``step``."""
-        if int(step) < 0:
-            raise ValueError(f"step must be non-negative, got {step}")
-        epoch, i = divmod(int(step), self.steps_per_epoch)
-        return self.permutation(epoch)[i * self.batch_size:(i + 1) * self.batch_size]
+        return self.epoch_indices(step, "mnist.permutation")
 
     def params(self, step: int) -> dict[str, torch.Tensor]:
         """The distortion parameters (CPU) of batch ``step``."""
         idx = self.indices(step)
-        g = _generator(derive_seed(self.seed, _STREAM_DISTORTION, int(step)))
+        g = self.step_generator(step, "mnist.distortion")
         if self.kind == "TC":
             return sample_distortion("TC", len(idx), g, pool_size=self.num_examples, digit_index=idx)
         return sample_distortion(self.kind, len(idx), g)
@@ -620,7 +586,7 @@ def fixed_test_set(kind: str, images: torch.Tensor, labels: torch.Tensor, seed: 
     if labels.shape[0] != x_all.shape[0]:
         raise ValueError(f"labels must have length {x_all.shape[0]}, got {labels.shape[0]}")
     count = x_all.shape[0] if n is None else min(int(n), x_all.shape[0])
-    g = _generator(derive_seed(seed, _STREAM_TEST, KINDS.index(kind)))
+    g = stream_generator(seed, "mnist.test", KINDS.index(kind))
     if kind == "TC":
         params = sample_distortion(kind, count, g, pool_size=x_all.shape[0], digit_index=torch.arange(count))
     else:

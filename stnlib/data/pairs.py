@@ -2,8 +2,8 @@
 
 Both build on the generators of :mod:`stnlib.data.distortions` (whose conventions apply: (x, y)
 points, normalised coordinates with ``align_corners=False``, boxes in pixels with pixel centres at
-integers), and like them draw every random number from a CPU generator seeded through
-:func:`~stnlib.data.distortions.derive_seed`, so training batches are indexed by step and
+integers), and like them draw every random number from a CPU generator of a named stream
+(:mod:`stnlib.data.streams`), so training batches are indexed by step and
 evaluation sets are fixed by :data:`~stnlib.data.distortions.SPLIT_SEEDS`.
 
 What the paper leaves open, and what we assume
@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import torch
 
-from .distortions import (DIGIT_SIZE, SPLIT_SEEDS, apply_distortion, as_image_batch, derive_seed, digit_box,
-                          init_step_source, make_addition_batch, sample_distortion)
+from .distortions import (DIGIT_SIZE, SPLIT_SEEDS, apply_distortion, as_image_batch, digit_box, init_step_source,
+                          make_addition_batch, sample_distortion)
+from .streams import StepSource, stream_generator
 
 ADDITION_CANVAS = 42
 """Side of each channel of an addition input (paper A.1: two 42 x 42 channels)."""
@@ -40,21 +41,16 @@ COLOCALISATION_SIZE = 100
 COLOCALISATION_CLUTTER = {"T": 0, "TC": 16}
 """Clutter patches per image of the two co-localisation variants (paper A.2)."""
 
-_STREAM_PERM_A, _STREAM_PERM_B, _STREAM_DISTORTION, _STREAM_PARTNER, _STREAM_TEST = 11, 12, 13, 14, 15
-_STREAM_COLOC, _STREAM_CROP = 21, 22
 _TEST_CHUNK = 1024  # fixed: part of what makes the addition test set identical for every n
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator(device="cpu").manual_seed(seed)
-
-
-class AdditionMNIST:
+class AdditionMNIST(StepSource):
     """Two-digit addition training batches (paper A.1), distorted on the fly and indexed by step.
 
     Batch ``t`` of epoch ``e = t // steps_per_epoch`` takes its first digits from a permutation of the
-    training set seeded by ``(seed, A, e)`` and its second digits from one seeded by ``(seed, B, e)``;
-    the two RTS distortions come from a generator seeded by ``(seed, t)``. A batch therefore does not
+    training set drawn from the stream ``"addition.first"`` and its second digits from one drawn from
+    ``"addition.second"`` (both keyed by ``e``); the two RTS distortions come from ``"addition.distortion"``
+    keyed by ``t`` (:mod:`stnlib.data.streams`). A batch therefore does not
     depend on the batches before it, and a resumed run sees exactly the same data.
 
     Args:
@@ -77,23 +73,14 @@ class AdditionMNIST:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
                  device: str | torch.device = "cpu"):
         init_step_source(self, images, labels, batch_size, seed, device)
-        self._cache: tuple[int, torch.Tensor, torch.Tensor] | None = None
 
     def indices(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(B,), (B,) CPU int64 training indices of the first and second digits of batch ``step``."""
-        if int(step) < 0:
-            raise ValueError(f"step must be non-negative, got {step}")
-        epoch, i = divmod(int(step), self.steps_per_epoch)
-        if self._cache is None or self._cache[0] != epoch:
-            perm_a, perm_b = (torch.randperm(self.num_examples, generator=_generator(derive_seed(self.seed, s, epoch)))
-                              for s in (_STREAM_PERM_A, _STREAM_PERM_B))
-            self._cache = (epoch, perm_a, perm_b)
-        sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
-        return self._cache[1][sl], self._cache[2][sl]
+        return self.epoch_indices(step, "addition.first"), self.epoch_indices(step, "addition.second")
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         ia, ib = (i.to(self.device) for i in self.indices(step))
-        g = _generator(derive_seed(self.seed, _STREAM_DISTORTION, int(step)))
+        g = self.step_generator(step, "addition.distortion")
         x, _, _ = make_addition_batch(as_image_batch(self.images[ia]), as_image_batch(self.images[ib]), g)
         return x, self.labels[ia] + self.labels[ib]
 
@@ -137,13 +124,13 @@ def addition_test_set(images: torch.Tensor, labels: torch.Tensor, n: int | None 
     if total < 2:
         raise ValueError("the addition test set needs at least two images")
     count = total if n is None else min(int(n), total)
-    skip = torch.randint(0, total - 1, (total,), generator=_generator(derive_seed(seed, _STREAM_PARTNER)))
+    skip = torch.randint(0, total - 1, (total,), generator=stream_generator(seed, "addition.partner"))
     partner = ((torch.arange(total) + 1 + skip) % total)[:count]
     xs, pa, pb = [], [], []
     for k, start in enumerate(range(0, count, _TEST_CHUNK)):
         stop = min(start + _TEST_CHUNK, count)
         full = min(start + _TEST_CHUNK, total) - start  # draw for the whole chunk, so n does not change the draws
-        g = _generator(derive_seed(seed, _STREAM_TEST, k))
+        g = stream_generator(seed, "addition.test", k)
         # a's parameters first, then b's, as make_addition_batch draws them
         a, b = (_head(sample_distortion("RTS", full, g), stop - start) for _ in range(2))
         both = {key: torch.cat([a[key], b[key]]) for key in a}
@@ -197,7 +184,7 @@ def colocalisation_set(images: torch.Tensor, labels: torch.Tensor, digit: int, c
     if len(index) < n:
         raise ValueError(f"only {len(index)} images of class {digit} are available, {n} asked for")
     x = as_image_batch(images[index]).cpu()
-    g = _generator(derive_seed(seed, _STREAM_COLOC, int(digit), int(clutter)))
+    g = stream_generator(seed, "colocalisation.images", int(digit), int(clutter))
     if clutter_pool is None:
         params = sample_distortion("TC", n, g, canvas=canvas, clutter=clutter)
         pool = x
@@ -244,7 +231,7 @@ class CoLocalisationBatches:
         self.crop_scale = float(crop_scale)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        g = _generator(derive_seed(self.seed, _STREAM_CROP, int(step)))
+        g = stream_generator(self.seed, "colocalisation.crops", int(step))
         return self.images, random_crops(self.num_examples, g, self.crop_scale).to(self.device)
 
 

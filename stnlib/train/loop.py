@@ -191,7 +191,9 @@ class Trainer:
     Attributes available to callbacks: ``model``, ``config``, ``device``, ``optimizer``, ``scheduler``,
     ``step`` (completed steps), ``history`` (``{"step", "lr", <metrics>}`` every ``log_every`` steps,
     averaged over the interval, ``lr`` of the first parameter group at the interval's last step) and
-    ``eval_history`` (``{"step", <eval metrics>}``).
+    ``eval_history`` (``{"step", <eval metrics>}``) and ``records``, a dict in which callbacks keep what they
+    measure (name -> list of entries; tensors, numbers, lists), saved in checkpoints, restored on resume and
+    returned by :meth:`fit`.
 
     Examples:
         >>> class Data:
@@ -220,6 +222,7 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.eval_history: list[dict[str, float]] = []
+        self.records: dict[str, list] = {}
         self._log_sums: dict[str, float] = {}
         self._log_count = 0
         self._last_finite_loss: float | None = None
@@ -286,6 +289,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "history": self.history,
             "eval_history": self.eval_history,
+            "records": self.records,
             # The partly filled logging interval, so that a resume mid-interval logs the same means.
             "log_sums": dict(self._log_sums),
             "log_count": self._log_count,
@@ -351,6 +355,7 @@ class Trainer:
         self.step = int(state["step"])
         self.history = list(state["history"])
         self.eval_history = list(state["eval_history"])
+        self.records = dict(state.get("records", {}))
         self._log_sums = dict(state.get("log_sums", {}))
         self._log_count = int(state.get("log_count", 0))
         self._last_finite_loss = state.get("last_finite_loss")
@@ -457,8 +462,9 @@ class Trainer:
                 at the end (see :func:`evaluate`).
 
         Returns:
-            ``{"config", "history", "eval_history", "final_eval", "wall_time_s", "steps", "hardware",
-            "finished"}``; the same, plus ``steps_per_s``, is written to ``run_dir/config.json``.
+            ``{"config", "history", "eval_history", "records", "final_eval", "wall_time_s", "steps",
+            "hardware", "finished"}``; the same, plus ``steps_per_s`` and less the histories and records,
+            is written to ``run_dir/config.json``.
             ``finished`` is False when a callback called :meth:`request_stop` before the last step (the
             checkpoint then holds the run; there is no final evaluation).
 
@@ -478,6 +484,7 @@ class Trainer:
         self._session_start = time.perf_counter()
         self._wall_before = 0.0
         self.step, self.history, self.eval_history = 0, [], []
+        self.records = {}
         self._log_sums, self._log_count = {}, 0
         self._last_finite_loss = self._last_checkpoint_step = None
         self.stop_requested = False
@@ -530,7 +537,7 @@ class Trainer:
         if self.step < cfg.steps:  # stopped on request: keep the state, report where the run stands
             self.save_checkpoint()
             return {"config": cfg.to_dict(), "history": self.history, "eval_history": self.eval_history,
-                    "final_eval": None, "wall_time_s": self._wall_time(), "steps": self.step,
+                    "records": self.records, "final_eval": None, "wall_time_s": self._wall_time(), "steps": self.step,
                     "hardware": hardware_info(self.device), "finished": False, "segments": self._segments_now()}
 
         final_eval = None
@@ -545,12 +552,12 @@ class Trainer:
         hardware = hardware_info(self.device)
         result = {
             "config": cfg.to_dict(), "history": self.history, "eval_history": self.eval_history,
-            "final_eval": final_eval, "wall_time_s": wall, "steps": self.step, "hardware": hardware,
+            "records": self.records, "final_eval": final_eval, "wall_time_s": wall, "steps": self.step, "hardware": hardware,
             "finished": True, "segments": self._segments_now(),
         }
         if self.run_dir is not None and main:
             summary = {**result, "steps_per_s": self.step / wall if wall > 0 else None}
-            del summary["history"], summary["eval_history"]  # kept in the checkpoint; config.json stays short
+            del summary["history"], summary["eval_history"], summary["records"]  # kept in the checkpoint
             atomic_write_text(self.run_dir / CONFIG_NAME, json.dumps(summary, indent=2) + "\n")
         for cb in self.callbacks:
             cb.on_train_end(self)
