@@ -36,6 +36,8 @@ FORBIDDEN = [r"PAPER\.md", r"\.\./shared", r"\bissues?\b", r"\bsessions?\b", r"w
              r"placeholder", r"was not lent", r"no GPU was", r"low confidence"]
 MAX_PAGE_BYTES = 4_000_000
 HEAVY_PAGES = {  # page: why it may load more than MAX_PAGE_BYTES
+    "book/distorted_mnist.html": "the Table 1 chapter: 36 cells, the rectification analysis and the transformer over "
+                                 "training (15 figures and an animation), with MathJax for its formulas",
     "book/live.html": "it runs trained networks in the page: onnxruntime-web's WebAssembly binary (14 MB) and the "
                       "ONNX models, fetched by its script after the page has appeared (the page says so)",
 }
@@ -211,7 +213,7 @@ def test_pages_speak_of_their_experiments_only(html_dir):
 
 @pytest.mark.slow
 def test_no_page_holds_widgets_that_need_a_kernel(html_dir):
-    """ipywidgets in a static page render and never redraw: the chapters leave them out of the built book
+    """Widgets (ipywidgets) in a static page render and never redraw: the chapters leave them out of the built book
     (stnbook.widgets.static_build) and show the in-page explorers instead."""
     bad = [p.relative_to(html_dir).as_posix() for p in pages(html_dir)
            if "application/vnd.jupyter.widget-view+json" in p.read_text(encoding="utf-8")]

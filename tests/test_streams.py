@@ -40,6 +40,22 @@ def test_step_source_visits_every_example_once_per_epoch():
         src.epoch_indices(-1, "mnist.permutation")
 
 
+def test_derive_seed_is_pinned():
+    """Every committed artifact was drawn from these seeds: the mixing function must never change."""
+    assert derive_seed(0, 1) == 3364290834513671632
+    assert derive_seed(5, 11, 0) == 5572545492540393242
+    assert derive_seed(1234, 3, 0) == 2656858601425742850
+
+
+def test_the_fixed_addition_test_set_is_pinned():
+    """The first pairs of the addition test set every committed addition artifact was scored on."""
+    from stnbook.addition.experiment import addition_test_pairs
+
+    t = addition_test_pairs(5)
+    assert t["index"].tolist() == [[0, 5472], [1, 4571], [2, 9099], [3, 9467], [4, 9702]]
+    assert t["y"].tolist() == [10, 8, 5, 9, 9]
+
+
 def test_sources_draw_what_their_committed_results_were_made_with():
     """The registry renamed the streams, not the draws: the same (seed, number, key) seeds as before."""
     images, labels = torch.randint(0, 255, (50, 28, 28), dtype=torch.uint8), torch.arange(50) % 10

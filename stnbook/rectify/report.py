@@ -169,17 +169,17 @@ def plot_training_strip(snap: dict, columns: int = 10):
     return fig
 
 
-def training_animation_html(snap: dict, zoom: int = 3, ms_per_frame: int = 900) -> str:
-    """The same snapshots as an animated GIF in the page: one frame per recorded step, the inputs on the left
-    half of each tile and the transformer's output on the right, the step written above."""
+def training_animation_html(snap: dict, digits: int = 6, zoom: int = 2, ms_per_frame: int = 900) -> str:
+    """The same snapshots as an animated GIF in the page: one frame per recorded step, the first ``digits``
+    inputs on the left half of each tile and the transformer's output on the right, the step written above."""
     import base64
     import io
 
     import numpy as np
     from PIL import Image, ImageDraw
 
-    n = snap["x"].shape[0]
-    cols = min(n, 6)
+    n = min(int(digits), snap["x"].shape[0])
+    cols = min(n, 3)
     rows = (n + cols - 1) // cols
     tile, gap, head = 28 * zoom, 6, 22
 
@@ -193,7 +193,7 @@ def training_animation_html(snap: dict, zoom: int = 3, ms_per_frame: int = 900) 
     for k, step in enumerate(snap["steps"]):
         frame = Image.new("L", (width, height), 255)
         draw = ImageDraw.Draw(frame)
-        draw.text((gap, 4), f"{snap['label']}: input | transformer's output, training step {step:,}", fill=0)
+        draw.text((gap, 4), f"training step {step:,}  (each pair: input, output)", fill=0)
         for i in range(n):
             r, c = divmod(i, cols)
             x0, y0 = c * (2 * tile + 3 * gap) + gap, head + r * (tile + gap)
@@ -207,7 +207,8 @@ def training_animation_html(snap: dict, zoom: int = 3, ms_per_frame: int = 900) 
     alt = (f"Animation: {n} rotated test digits and the {snap['label']}'s outputs at training steps "
            + ", ".join(f"{s:,}" for s in snap["steps"]))
     return (f'<img class="stn-animation" src="data:image/gif;base64,{data}" alt="{alt}" '
-            f'width="{width}" height="{height}" style="max-width: 100%; height: auto; image-rendering: pixelated;">')
+            f'width="{2 * width}" height="{2 * height}" style="max-width: 100%; height: auto; '
+            f'image-rendering: pixelated;">')
 
 
 def snapshot_numbers(snap: dict | None) -> dict[str, str]:

@@ -44,7 +44,7 @@ def derive_seed(*keys: int) -> int:
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
         h = z ^ (z >> 31)
-    return h & ((1 << 63) - 1)
+    return h >> 1
 
 
 def register_stream(name: str, number: int) -> int:
