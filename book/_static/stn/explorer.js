@@ -742,6 +742,7 @@
     warp: warp,
     outline: outline,
     decodeFloat32: decodeFloat32,
+    el: el,
     Explorer: Explorer,
     mount: mount,
     mountAll: mountAll

@@ -21,13 +21,9 @@
     {key: "dy", label: "move down", min: -0.4, max: 0.4, step: 0.01, unit: ""}
   ];
 
+  /** An element with attributes ("text" sets its text) and children: explorer.js's helper, loaded before this. */
   function el(tag, attrs, children) {
-    var e = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) {
-      if (k === "text") { e.textContent = attrs[k]; } else { e.setAttribute(k, attrs[k]); }
-    });
-    (children || []).forEach(function (c) { e.appendChild(c); });
-    return e;
+    return window.STNExplorer.el(tag, attrs, children);
   }
 
   function decodeDigit(b64) {
@@ -310,22 +306,24 @@
   function mount(div) {
     if (div.stnLive) { return div.stnLive; }
     var live = new Live(div);
+    var refuse = function (message) {
+      fail(div, message);
+      live.ready = Promise.reject(new Error(message));
+      live.ready.catch(function () {});
+      div.stnLive = live;
+      return live;
+    };
+    if (!window.STNExplorer) {
+      return refuse("The page's sampler (explorer.js) did not load.");
+    }
     live.build();
     if (window.location.protocol === "file:") {
-      fail(div, "This page was opened from a file:// address, where browsers refuse to load WebAssembly. Serve "
-           + "the book's folder instead (for example `python -m http.server` in _build/html) and open it from "
-           + "http://127.0.0.1.");
-      live.ready = Promise.reject(new Error("file:// address"));
-      live.ready.catch(function () {});
-      div.stnLive = live;
-      return live;
+      return refuse("This page was opened from a file:// address, where browsers refuse to load WebAssembly. "
+                    + "Serve the book's folder instead (for example `python -m http.server` in _build/html) and "
+                    + "open it from http://127.0.0.1.");
     }
-    if (!window.ort || !window.STNExplorer) {
-      fail(div, "The WebAssembly runtime (onnxruntime-web) or the page's sampler did not load.");
-      live.ready = Promise.reject(new Error("runtime missing"));
-      live.ready.catch(function () {});
-      div.stnLive = live;
-      return live;
+    if (!window.ort) {
+      return refuse("The WebAssembly runtime (onnxruntime-web) did not load.");
     }
     window.ort.env.wasm.numThreads = 1;  // no cross-origin isolation on a static site: single-threaded WASM
     // absolute: onnxruntime-web resolves a relative path against its own script, not the page
