@@ -39,6 +39,7 @@ from stnlib.train import (
     fast_settings,
     is_main_process,
     resolve_device,
+    with_defaults,
 )
 
 
@@ -223,10 +224,8 @@ _VOLATILE = {"progress", "num_threads", "device", "precision", "channels_last", 
 
 def _saved_train_config(metrics: dict) -> dict:
     """The artifact's training config, fields added to TrainConfig after it was made at their defaults."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
     saved = metrics.get("train_config", {})
-    merged = {**{k: v for k, v in defaults.items() if k not in saved}, **saved} if saved else {}
-    return {k: v for k, v in merged.items() if k not in _VOLATILE}
+    return {k: v for k, v in (with_defaults(saved) if saved else {}).items() if k not in _VOLATILE}
 
 
 def _differences(metrics: dict, model_config, cfg: TrainConfig) -> str:

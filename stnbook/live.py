@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import html
 import json
 import platform
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 
-from stnbook.experiments import artifact_dir, get_cells, load_cell
+from stnbook.experiments import artifact_dir, get_cells, load_cell, read_metrics
 from stnbook.paths import load_mnist
 from stnbook.web import static_dir
 from stnlib.analysis import warp
 from stnlib.export import DEFAULT_OPSET, OUTPUT_NAMES, check_onnx, export_onnx
-from stnlib.io import atomic_write_text
+from stnlib.io import atomic_write_text, sha256_file
 from stnlib.transforms.affine import affine_from_params
 
 # name: (experiment, profile, cell, what the page calls it)
@@ -47,13 +47,11 @@ def live_dir() -> Path:
     return static_dir() / "live"
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
+@lru_cache(maxsize=2)
 def check_digits(n: int = CHECK_SIZE, seed: int = CHECK_SEED) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A fixed set of MNIST test digits turned by angles uniform in +-90 degrees (the R distortion):
-    (images (n, 1, 28, 28), angles (n,) degrees, labels (n,))."""
+    (images (n, 1, 28, 28), angles (n,) degrees, labels (n,)); built once per (n, seed) in a process, treat it
+    as read-only."""
     x, y = load_mnist("test")
     g = torch.Generator().manual_seed(seed)
     angles = torch.rand(n, generator=g) * 180 - 90
@@ -94,7 +92,7 @@ def export_all(force: bool = False, quiet: bool = False) -> dict:
         path = out / f"{name}.onnx"
         entry = old.get("models", {}).get(name)
         current = (entry is not None and entry.get("source_sha256") == source_sha and path.is_file()
-                   and sha256(path) == entry.get("sha256"))
+                   and sha256_file(path) == entry.get("sha256"))
         if force or not current:
             if not quiet:
                 print(f"exporting {name} ({experiment}/{profile}/{cell_id}) ...", flush=True)
@@ -104,7 +102,7 @@ def export_all(force: bool = False, quiet: bool = False) -> dict:
         if bad:
             raise RuntimeError(f"{path.name} differs from PyTorch by {bad} (tolerances {TOLERANCE})")
         manifest["models"][name] = {
-            "file": path.name, "title": title, "sha256": sha256(path), "bytes": path.stat().st_size,
+            "file": path.name, "title": title, "sha256": sha256_file(path), "bytes": path.stat().st_size,
             "source": {"experiment": experiment, "profile": profile, "cell": cell_id, "seed": metrics["seed"],
                        "test_error": metrics["test_error"], "params": metrics["params"], "steps": metrics["steps"],
                        "command": metrics["command"]},
@@ -136,8 +134,8 @@ def stale_exports() -> list[str]:
         entry = manifest.get(name)
         path = live_dir() / f"{name}.onnx"
         folder = artifact_dir(get_cells(experiment, [cell_id])[0], profile)
-        source = json.loads((folder / "metrics.json").read_text())["files"]["model.pt"]
-        if (entry is None or not path.is_file() or sha256(path) != entry["sha256"]
+        source = read_metrics(folder / "metrics.json")["files"]["model.pt"]
+        if (entry is None or not path.is_file() or sha256_file(path) != entry["sha256"]
                 or entry["source_sha256"] != source):
             stale.append(name)
     return stale

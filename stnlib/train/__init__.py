@@ -20,7 +20,7 @@ seeds, hardware), :mod:`.distributed` (torchrun) and :mod:`.loop` (the trainer).
 importable from ``stnlib.train``.
 """
 
-from .config import PRECISIONS, RESUMABLE_FIELDS, TrainConfig, lr_factor
+from .config import PRECISIONS, RESUMABLE_FIELDS, TrainConfig, lr_factor, with_defaults
 from .distributed import init_distributed_from_env, is_main_process, shard_batch, world
 from .env import autocast, fast_settings, hardware_info, resolve_device, seed_everything
 from .loop import (
@@ -40,7 +40,7 @@ from .loop import (
 
 __all__ = [
     "TrainConfig", "Trainer", "Callback", "TrainingDiverged", "BatchSource", "LossFn",
-    "classification_loss", "evaluate", "lr_factor", "resolve_device", "seed_everything", "hardware_info",
+    "classification_loss", "evaluate", "lr_factor", "with_defaults", "resolve_device", "seed_everything", "hardware_info",
     "count_parameters", "is_main_process", "autocast", "fast_settings", "StopAfter", "PRECISIONS",
     "init_distributed_from_env", "shard_batch", "world", "RESUMABLE_FIELDS", "CHECKPOINT_FORMAT", "CHECKPOINT_NAME",
     "CONFIG_NAME",

@@ -126,6 +126,18 @@ class TrainConfig:
         return cls(**d)
 
 
+def with_defaults(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A config dict saved by :meth:`TrainConfig.to_dict` (a checkpoint's or an artifact's), completed with the
+    fields added to :class:`TrainConfig` since it was written, at their defaults: such a run was made with them.
+
+    Examples:
+        >>> with_defaults({"steps": 5, "lr": 0.1})["adam_eps"]
+        1e-08
+    """
+    defaults = {k: v for k, v in TrainConfig(steps=1).to_dict().items() if k != "steps"}
+    return {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
+
+
 def lr_factor(config: TrainConfig, step: int) -> float:
     """Multiplier of the base learning rate for the update made at 0-based ``step``.
 

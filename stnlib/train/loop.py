@@ -16,7 +16,7 @@ from torch import nn
 
 from ..io import atomic_torch_save, atomic_write_text, safe_torch_load
 from ..models import count_parameters  # noqa: F401  (re-exported by stnlib.train)
-from .config import RESUMABLE_FIELDS, TrainConfig, lr_factor
+from .config import RESUMABLE_FIELDS, TrainConfig, lr_factor, with_defaults
 from .distributed import is_main_process, shard_batch, world
 from .env import autocast, hardware_info, resolve_device, seed_everything
 
@@ -168,9 +168,7 @@ def _localisation_parameter_ids(model: nn.Module, loc_lr_mult: float) -> set[int
 
 
 def _config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    # a field added to TrainConfig after the checkpoint was written counts at its default value
-    defaults = TrainConfig(steps=1).to_dict()
-    saved = {**{k: v for k, v in defaults.items() if k not in saved and k != "steps"}, **saved}
+    saved = with_defaults(saved)  # a field added to TrainConfig after the checkpoint counts at its default
     keys = (set(saved) | set(current)) - RESUMABLE_FIELDS
     return [f"{k}: checkpoint {saved.get(k, '<missing>')!r}, now {current.get(k, '<missing>')!r}"
             for k in sorted(keys) if saved.get(k) != current.get(k)]
