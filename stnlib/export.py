@@ -38,7 +38,7 @@ DEFAULT_OPSET = 18
 
 
 class ExportWrapper(nn.Module):
-    """``forward(x) -> (logits, theta, output)`` of a model with ``transform_input`` (an
+    """``forward(x) -> (logits, theta, output)`` of a model with ``transform_input`` and ``classify`` (an
     :class:`~stnlib.models.STClassifier` or anything with the same two methods).
 
     The classifier runs on the transformer's output exactly as ``model(x)`` does: ``logits`` equals
@@ -47,8 +47,8 @@ class ExportWrapper(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        if not hasattr(model, "transform_input"):
-            raise TypeError(f"expected a model with transform_input(x) -> (output, theta), such as "
+        if not (hasattr(model, "transform_input") and hasattr(model, "classify")):
+            raise TypeError(f"expected a model with transform_input(x) -> (output, theta) and classify(output), such as "
                             f"stnlib.models.STClassifier; got {type(model).__name__}")
         if getattr(model, "st", None) is None:
             raise ValueError("the model has no spatial transformer: export its classifier with torch.onnx directly")
@@ -57,7 +57,7 @@ class ExportWrapper(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         m = self.model
         warped, theta = m.transform_input(x)
-        logits = m.classifier(m.normalize(m.pool(warped)))
+        logits = m.classify(warped)
         return logits, theta, warped
 
 

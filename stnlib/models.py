@@ -179,6 +179,10 @@ class STClassifier(nn.Module):
             out = out.flatten(1, 2)
         return out, theta
 
+    def classify(self, warped: torch.Tensor) -> torch.Tensor:
+        """Logits from the transformer's output (:meth:`transform_input`): pooling, normalisation, classifier."""
+        return self.classifier(self.normalize(self.pool(warped)))
+
     def localisation_parameters(self) -> list[nn.Parameter]:
         """The transformers' parameters, for the trainer's ``loc_lr_mult``."""
         return localisation_parameters(self)
@@ -189,7 +193,7 @@ class STClassifier(nn.Module):
             raise ValueError(f"{self.config.name} expects input (B, {expected[0]}, {expected[1]}, {expected[2]}), "
                              f"got {tuple(x.shape)}")
         warped, _ = self.transform_input(x)
-        return self.classifier(self.normalize(self.pool(warped)))
+        return self.classify(warped)
 
 
 def build_model(config: ModelConfig) -> STClassifier:

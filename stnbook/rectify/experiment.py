@@ -51,7 +51,7 @@ def predict_theta(model, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(dev)
         warped, theta = model.transform_input(xb)
-        preds.append(model.classifier(model.normalize(model.pool(warped))).argmax(1).cpu())
+        preds.append(model.classify(warped).argmax(1).cpu())
         thetas.append(theta.float().cpu())
     model.train(was_training)
     return torch.cat(preds), torch.cat(thetas)

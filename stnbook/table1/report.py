@@ -255,7 +255,7 @@ def model_describer(model):
 
     def describe(theta: torch.Tensor, warped: torch.Tensor) -> str:
         with torch.no_grad():
-            logits = model.classifier(model.normalize(model.pool(warped[None])))
+            logits = model.classify(warped[None])
             p = logits.softmax(1)[0]
         top = p.argmax().item()
         return f"classifier says {top} (p = {p[top]:.2f})"

@@ -531,10 +531,6 @@ class DistortedMNIST(StepSource):
         self.kind = kind
         init_step_source(self, images, labels, batch_size, seed, device)
 
-    def permutation(self, epoch: int) -> torch.Tensor:
-        """(N,) CPU int64 order in which epoch ``epoch`` visits the training set."""
-        return torch.randperm(self.num_examples, generator=stream_generator(self.seed, "mnist.permutation", epoch))
-
     def indices(self, step: int) -> torch.Tensor:
         """(B,) CPU int64 training-set indices of the images in batch ``step``."""
         return self.epoch_indices(step, "mnist.permutation")
