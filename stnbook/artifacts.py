@@ -8,6 +8,7 @@ from collections.abc import Callable
 import matplotlib.pyplot as plt
 
 from stnbook.experiments import get_cells, load_cell, load_results, run
+from stnbook.figures import html_table
 from stnbook.paths import results_dir
 
 SMOKE_ROOT = "runs"  # smoke artifacts go under results/runs/ (git-ignored)
@@ -48,11 +49,6 @@ def cell_figures(experiment: str, profile: str, cells, draw: Callable) -> list:
     return figs
 
 
-def paragraphs_html(lines: list[str]) -> str:
-    """HTML paragraphs from plain-text lines (escaped; empty lines dropped)."""
-    return "".join(f"<p>{html.escape(line)}</p>" for line in lines if line)
-
-
 def provenance(results: dict[str, dict], experiment: str) -> str:
     """One sentence naming the command, profile, hardware and total time behind ``results``."""
     if not results:
@@ -89,23 +85,20 @@ def profiles_html(full: dict[str, dict], long: dict[str, dict], paper: dict[str,
             + "</table>")
 
 
-def profile_gap_lines(full: dict[str, dict], long: dict[str, dict], paper: dict[str, float | None],
-                      name: Callable[[str], str]) -> list[str]:
-    """Per cell of ``long``: our error in the full and the long profile, and the gap to the paper in each."""
-    lines = []
+def profile_gaps_html(full: dict[str, dict], long: dict[str, dict], paper: dict[str, float | None],
+                      name: Callable[[str], str]) -> str:
+    """HTML table: per cell of ``long``, our % error in the full and the long profile, how many times the full
+    profile's training examples (steps x batch) the long one saw, the paper's error and the gap to it in each."""
+    rows = []
     for c, m in long.items():
         f, ref = full.get(c), paper.get(c)
-        if f is None:
-            text = f"{name(c)}: {m['test_error']:.2f}% (long)"
-        else:
-            ratio = m["steps"] * m["batch_size"] / (f["steps"] * f["batch_size"])
-            text = (f"{name(c)}: {f['test_error']:.2f}% (full) -> {m['test_error']:.2f}% (long, {ratio:.0f}x the "
-                    f"training examples)")
-        if ref is not None:
-            before = "" if f is None else f"{f['test_error'] - ref:+.2f} -> "
-            text += f"; paper {ref}%: gap {before}{m['test_error'] - ref:+.2f} points"
-        lines.append(text)
-    return lines
+        ratio = None if f is None else m["steps"] * m["batch_size"] / (f["steps"] * f["batch_size"])
+        rows.append([name(c), "" if f is None else f"{f['test_error']:.2f}", f"{m['test_error']:.2f}",
+                     "" if ratio is None else f"{ratio:.0f}x", "" if ref is None else f"{ref}",
+                     "" if f is None or ref is None else f"{f['test_error'] - ref:+.2f}",
+                     "" if ref is None else f"{m['test_error'] - ref:+.2f}"])
+    return html_table(["% test error", "ours, full", "ours, long", "training examples, long / full", "paper",
+                       "gap to the paper, full (points)", "gap, long (points)"], rows, escape=True, row_headers=True)
 
 
 def plot_eval_curves(runs: dict[str, dict], paper: dict[str, float | None], name: Callable[[str], str],

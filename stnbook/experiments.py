@@ -93,12 +93,16 @@ class Profile:
 
 @dataclass(frozen=True)
 class Cell:
-    """One trained model of an experiment. ``model`` is a config with ``to_dict()`` (and ``name``)."""
+    """One trained model of an experiment. ``model`` is a config with ``to_dict()`` (and ``name``);
+    ``needs`` names the cells of the same experiment whose finished artifacts this one uses (co-localisation:
+    the encoder): :func:`run_cell` trains or loads them first, and the experiment's ``use_dependencies`` puts
+    their folders into the model config."""
 
     experiment: str
     id: str
     task: str
     model: Any = field(compare=False)
+    needs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,7 @@ class Experiment:
         cells: () -> every cell, in run order.
         profiles: name -> :class:`Profile` ("smoke" and "full" at least).
         make_data: (cell, profile, seed, device, root) -> (train data with ``batch(step)``, test dict with "x",
-            "y", ...); ``root`` is the results root of the run (None: the project's ``results/``), where an
-            experiment that needs another cell's artifact (co-localisation: its encoder) finds or makes it.
+            "y", ...); ``root`` is the results root of the run (None: the project's ``results/``).
         build: (model config) -> nn.Module (seeded by the caller).
         rebuild: (metrics dict) -> nn.Module of the saved architecture (weights loaded by the caller).
         analyse: (model, test dict, cell) -> dict of CPU tensors/numbers saved as analysis.pt;
@@ -119,6 +122,9 @@ class Experiment:
         loss: the training loss (default cross-entropy on (x, y)).
         callbacks: optional (cell, test dict) -> list of :class:`~stnlib.train.Callback` for the cell's run
             (e.g. a measurement taken at every evaluation and stored in the eval history).
+        use_dependencies: (model config, {needed cell id: its artifact folder}) -> the model config that uses
+            those artifacts (a new object; the cell's own config is never edited); required when a cell
+            declares ``needs``.
     """
 
     name: str
@@ -130,11 +136,12 @@ class Experiment:
     analyse: Callable[[nn.Module, dict, Cell], dict]
     loss: Callable = classification_loss
     callbacks: Callable[[Cell, dict], list] | None = None
+    use_dependencies: Callable[[Any, dict[str, Path]], Any] | None = None
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
 # the experiment folders, in the book's order; each one's experiment.py registers itself on import
-EXPERIMENT_PACKAGES = ("table1", "rectify", "addition", "colocalisation", "birds")
+EXPERIMENT_PACKAGES = ("table1", "rectify", "addition", "colocalisation", "birds", "volume3d")
 
 
 def register(exp: Experiment) -> Experiment:
@@ -170,6 +177,24 @@ def get_cells(experiment: str, ids: list[str] | None = None) -> list[Cell]:
     if missing:
         raise ValueError(f"unknown cells {missing} for {experiment}; known: {', '.join(known)}")
     return [known[i] for i in ids]
+
+
+def dependencies(cell: Cell) -> list[Cell]:
+    """The cells ``cell`` needs (its ``needs``), checked: they exist, the experiment can use them, no cycle."""
+    if not cell.needs:
+        return []
+    exp = get_experiment(cell.experiment)
+    if exp.use_dependencies is None:
+        raise ValueError(f"cell {cell.id!r} needs {list(cell.needs)}, but experiment {exp.name!r} has no "
+                         "use_dependencies to pass their artifacts on")
+    if cell.id in cell.needs:
+        raise ValueError(f"cell {cell.id!r} needs itself")
+    deps = get_cells(cell.experiment, list(cell.needs))
+    for d in deps:
+        if d.needs:
+            raise ValueError(f"cell {cell.id!r} needs {d.id!r}, which needs {list(d.needs)}: only one level of "
+                             "dependencies is supported")
+    return deps
 
 
 def get_profile(experiment: str, profile: str | Profile) -> Profile:
@@ -228,10 +253,17 @@ def _saved_train_config(metrics: dict) -> dict:
     return {k: v for k, v in (with_defaults(saved) if saved else {}).items() if k not in _VOLATILE}
 
 
+def _saved_model_config(metrics: dict, model_config) -> dict:
+    """The artifact's model config, fields added to the config class after it was made at their defaults."""
+    defaults = {f.name: f.default for f in dataclasses.fields(model_config) if f.default is not dataclasses.MISSING} \
+        if dataclasses.is_dataclass(model_config) else {}
+    return {**defaults, **metrics.get("model_config", {})}
+
+
 def _differences(metrics: dict, model_config, cfg: TrainConfig) -> str:
     saved = _saved_train_config(metrics)
     wanted = {k: v for k, v in cfg.to_dict().items() if k not in _VOLATILE}
-    model = metrics.get("model_config", {})
+    model = _saved_model_config(metrics, model_config)
     diffs = [f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in sorted(set(saved) | set(wanted))
              if saved.get(k) != wanted.get(k)]
     diffs += [f"model {k}: {model.get(k)!r} -> {v!r}" for k, v in model_config.to_dict().items()
@@ -243,7 +275,7 @@ def _same_run(metrics: dict, model_config, cfg: TrainConfig) -> bool:
     """Whether a finished artifact was made by this model config and this training config."""
     saved = _saved_train_config(metrics)
     wanted = {k: v for k, v in cfg.to_dict().items() if k not in _VOLATILE}
-    model = metrics.get("model_config", {})
+    model = _saved_model_config(metrics, model_config)
     # a None field of the cell's config is one the experiment fills in while running (e.g. a path)
     same_model = all(model.get(k) == v for k, v in model_config.to_dict().items() if v is not None)
     return saved == wanted and same_model
@@ -355,7 +387,10 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
     out = artifact_dir(cell, prof.name, root, seed)
     done = out / "metrics.json"
     cfg = train_config(prof, seed, device, threads, progress and is_main_process(), cell.id)
+    needs = dependencies(cell)
     model_config = cell_model(cell, prof)
+    if needs:
+        model_config = exp.use_dependencies(model_config, {d.id: artifact_dir(d, prof.name, root, seed) for d in needs})
     run_dir = run_dir_of(cell, prof.name, root, seed)
     if done.exists():
         metrics = read_metrics(done)
@@ -371,6 +406,15 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
                 "run with --force to replace it, or use another profile or seed")
         # made with other settings (or broken): its finished checkpoint must not be resumed into the new run
         (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+    for dep in needs:  # trained here if missing, verified and loaded if finished
+        if progress and is_main_process():
+            print(f"[{cell.experiment} / {prof.name}] {cell.id} needs {dep.id}")
+        started = time.perf_counter()
+        got = run_cell(dep, prof, seed, device, threads, progress, root, command, stop_after_s, force)
+        if not got.get("finished", True):
+            return {"cell": cell.id, "finished": False, "steps": 0, "of": cfg.steps, "waiting_for": dep.id}
+        if stop_after_s is not None:  # the budget covers the dependency's training too
+            stop_after_s = max(stop_after_s - (time.perf_counter() - started), 1e-3)
     dev = resolve_device(device)
     if threads is not None:
         torch.set_num_threads(threads)

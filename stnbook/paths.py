@@ -37,8 +37,20 @@ def results_dir() -> Path:
 
 
 def data_dir() -> Path:
-    """The checkout's data folder, ``<root>/data`` (MNIST under ``data/mnist``)."""
+    """The checkout's data folder, ``<root>/data`` (MNIST under ``data/mnist``, CUB-200-2011 under
+    ``data/CUB_200_2011`` when someone put it there)."""
     return project_root() / "data"
+
+
+CUB_ROOT_ENV = "STNBOOK_CUB_ROOT"
+
+
+def cub_root() -> Path:
+    """Where CUB-200-2011 is looked for: ``$STNBOOK_CUB_ROOT`` if set (resolved like :func:`resolve`), else
+    ``<root>/data/CUB_200_2011``. Either the unpacked ``CUB_200_2011`` folder or the folder holding it will do
+    (:func:`stnlib.data.cub.find_root`)."""
+    env = os.environ.get(CUB_ROOT_ENV)
+    return resolve(env) if env else data_dir() / "CUB_200_2011"
 
 
 def load_mnist(split: str):

@@ -164,3 +164,99 @@ def implied_similarity(theta: torch.Tensor, transform: str | Transform = "affine
     a = (pz.conj() * qz).sum(1) / (pz.abs() ** 2).sum(1)
     return {"rotation_deg": torch.rad2deg(torch.angle(a)).float(), "scale": a.abs().float(),
             "translation": grid.mean(1).float()}
+
+
+def nearest_rotation(linear: torch.Tensor) -> torch.Tensor:
+    """The proper rotation closest (Frobenius norm) to each (N, 3, 3) matrix: ``U diag(1, 1, det(U V^T)) V^T`` from
+    its SVD; ``s R`` (s > 0) gives R back. Used as the rotation part of a 3D affine theta.
+
+    Examples:
+        >>> from stnlib.transforms import rotation3d
+        >>> r = rotation3d(torch.tensor([[10.0, 20.0, 30.0]]))
+        >>> torch.allclose(nearest_rotation(0.5 * r), r)
+        True
+    """
+    if linear.dim() != 3 or linear.shape[1:] != (3, 3):
+        raise ValueError(f"linear must have shape (N, 3, 3), got {tuple(linear.shape)}")
+    u, _, vh = torch.linalg.svd(linear.double())
+    d = torch.ones(linear.shape[0], 3, dtype=torch.float64, device=linear.device)
+    d[:, 2] = torch.linalg.det(u @ vh).sign()
+    return u @ torch.diag_embed(d) @ vh
+
+
+def rotation_angle_deg(rotation: torch.Tensor) -> torch.Tensor:
+    """(N,) angle in degrees of each (N, 3, 3) rotation about its axis (0 for the identity, at most 180).
+
+    Examples:
+        >>> from stnlib.transforms import rotation3d
+        >>> rotation_angle_deg(rotation3d(torch.tensor([[0.0, 0.0, 30.0], [0.0, -50.0, 0.0]]))).round().tolist()
+        [30.0, 50.0]
+    """
+    trace = rotation.double().diagonal(dim1=-2, dim2=-1).sum(-1)
+    return torch.rad2deg(torch.acos(((trace - 1) / 2).clamp(-1.0, 1.0)))
+
+
+def volume_pose(applied_rotation: torch.Tensor, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per volume: which pose of the digit a 3D transformer's output shows.
+
+    ``applied_rotation`` (N, 3, 3) placed each digit in its volume (digit -> volume,
+    :func:`~stnlib.data.volumes.pose_rotation`); ``theta`` (N, 12) maps the transformer's output to the volume
+    (affine3d, output -> input). The output shows the digit turned by ``residual = R_applied^T @ R_theta``, with
+    ``R_theta`` the rotation part of theta (:func:`nearest_rotation`): the identity when the transformer undoes
+    the placement's rotation (the digit faces the viewer, upright), ``R_applied^T`` when it leaves it.
+
+    Returns:
+        dict of float64 tensors: "implied" (N, 3, 3) = R_theta and "implied_angles_deg" (N, 3) its rotation about
+        x, y, z (:func:`~stnlib.transforms.rotation3d_angles`: a transformer that undoes the placement implies the
+        applied angles); "residual" (N, 3, 3); "residual_deg" (N,) its angle; "tilt_deg" (N,) the angle between
+        the output's viewing axis and the digit's normal (the slab's depth axis), which is what smears the
+        flattened image, whatever the turn within the image plane.
+    """
+    from .transforms import rotation3d_angles
+
+    if theta.dim() != 2 or theta.shape[1] != 12:
+        raise ValueError(f"theta must have shape (N, 12) (affine3d), got {tuple(theta.shape)}")
+    if applied_rotation.shape != (theta.shape[0], 3, 3):
+        raise ValueError(f"applied_rotation must have shape ({theta.shape[0]}, 3, 3), got {tuple(applied_rotation.shape)}")
+    implied = nearest_rotation(theta.double().reshape(-1, 3, 4)[:, :, :3])
+    residual = applied_rotation.double().transpose(1, 2) @ implied
+    return {"implied": implied, "implied_angles_deg": rotation3d_angles(implied), "residual": residual,
+            "residual_deg": rotation_angle_deg(residual),
+            "tilt_deg": torch.rad2deg(torch.acos(residual[:, 2, 2].clamp(-1.0, 1.0)))}
+
+
+def volume_rectification(applied_rotation: torch.Tensor, applied_angles_deg: torch.Tensor,
+                         theta: torch.Tensor) -> dict:
+    """How much of the applied 3D rotations a 3D transformer undoes, over a test set (:func:`volume_pose`).
+
+    Returns:
+        dict of numbers: "applied_deg" / "residual_deg", the mean angle of the digits' rotation in the input and in
+        the transformer's output (0 = facing the viewer, upright); "undone" = 1 - residual / applied (1: fully
+        undone, 0: untouched); "applied_tilt_deg" / "residual_tilt_deg", the mean tilt of the digit's normal from
+        the viewing axis before and after; "pose_deg", the angle of the mean output pose (the chordal mean of the
+        residuals) from upright, and "spread_deg", the mean angle of each output pose from that mean: a
+        transformer that maps every digit to one pose other than upright has a large "residual_deg" but a small
+        "spread_deg"; "axes": per axis x, y, z, :func:`rectification` of the implied angle against the applied one
+        (slope near 1 with r near 1: that axis's rotation is undone); "n".
+
+    Examples:
+        >>> from stnlib.transforms import rotation3d
+        >>> angles = torch.rand(50, 3, generator=torch.Generator().manual_seed(0)) * 90 - 45
+        >>> r = rotation3d(angles)
+        >>> perfect = torch.cat([r, torch.zeros(50, 3, 1, dtype=r.dtype)], 2).reshape(50, 12)
+        >>> m = volume_rectification(r, angles, perfect)
+        >>> round(m["undone"], 6), round(m["axes"]["y"]["slope"], 6), round(m["spread_deg"], 4)
+        (1.0, 1.0, 0.0)
+    """
+    pose = volume_pose(applied_rotation, theta)
+    applied = rotation_angle_deg(applied_rotation)
+    applied_tilt = torch.rad2deg(torch.acos(applied_rotation.double()[:, 2, 2].clamp(-1.0, 1.0)))
+    mean_pose = nearest_rotation(pose["residual"].mean(0, keepdim=True))
+    spread = rotation_angle_deg(mean_pose.transpose(1, 2) @ pose["residual"])
+    axes = {axis: rectification(applied_angles_deg[:, k], pose["implied_angles_deg"][:, k])
+            for k, axis in enumerate("xyz")}
+    return {"applied_deg": float(applied.mean()), "residual_deg": float(pose["residual_deg"].mean()),
+            "undone": float(1 - pose["residual_deg"].mean() / applied.mean()),
+            "applied_tilt_deg": float(applied_tilt.mean()), "residual_tilt_deg": float(pose["tilt_deg"].mean()),
+            "pose_deg": float(rotation_angle_deg(mean_pose)[0]), "spread_deg": float(spread.mean()),
+            "axes": axes, "n": int(theta.shape[0])}

@@ -58,6 +58,43 @@ def sampling_outline(theta: torch.Tensor, transform: str | Transform, in_size: i
     return pix[0] if single else pix
 
 
+BOX3D_EDGES: tuple[tuple[int, int], ...] = ((0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7),
+                                             (0, 4), (1, 5), (2, 6), (3, 7))
+"""The 12 edges of a box as pairs of :func:`sampling_box3d` corner indices."""
+
+
+def sampling_box3d(theta: torch.Tensor, in_size: int | Sequence[int], align_corners: bool = ALIGN_CORNERS) -> torch.Tensor:
+    """The box of the input volume that a 3D affine theta samples: the 8 corners of the output cube [-1, 1]^3
+    mapped through theta (output -> input), in input voxel coordinates.
+
+    Args:
+        theta: (B, 12) or (12,) affine3d parameters.
+        in_size: (D, H, W) of the input volume (an int: a cube).
+        align_corners: convention of :mod:`stnlib.coords`.
+
+    Returns:
+        (B, 8, 3) voxel (x, y, z) corners (x = column, y = row, z = depth slice; voxel centres at integers), corner
+        ``k`` being output corner (x, y, z) = (-1 or 1) by the bits of k (x lowest); (8, 3) if theta was 1-D.
+        :data:`BOX3D_EDGES` lists its edges; drop one coordinate to draw the box on a projection.
+
+    Examples:
+        >>> from stnlib import get_transform
+        >>> box = sampling_box3d(0.5 * get_transform("affine3d").identity(), 40)
+        >>> box[0].tolist(), box[7].tolist()
+        ([9.5, 9.5, 9.5], [29.5, 29.5, 29.5])
+    """
+    tf = get_transform("affine3d")
+    single = theta.dim() == 1
+    theta = tf.check_theta(theta[None] if single else theta)
+    bits = torch.arange(8, device=theta.device)
+    corners = torch.stack([(bits >> k) & 1 for k in range(3)], 1).to(theta.dtype) * 2 - 1  # (8, 3), x lowest bit
+    pts = tf.transform_points(theta, corners)
+    d, h, w = as_size(in_size, 3, "in_size")
+    n = pts.new_tensor([w, h, d])
+    pix = (pts + 1) * (n - 1) / 2 if align_corners else ((pts + 1) * n - 1) / 2
+    return pix[0] if single else pix
+
+
 def to_matrix(theta: torch.Tensor, transform: str | Transform) -> torch.Tensor:
     """(B, 3, 3) homogeneous matrix (output -> input) of an affine, attention or projective theta."""
     return get_transform(transform).matrix(theta)

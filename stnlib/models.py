@@ -17,6 +17,7 @@ localisation net. Sizes are derived from ``in_size``; nothing is baked in. Model
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -211,22 +212,29 @@ def build_model(config: ModelConfig) -> STClassifier:
         return STClassifier(config, config.width)
     if config.param_budget is None:
         return STClassifier(config, 64)
+    return STClassifier(config, width_for_budget(lambda w: count_parameters(STClassifier(config, w)),
+                                                 config.param_budget))
 
-    def total(width: int) -> int:
-        return count_parameters(STClassifier(config, width))
 
+def width_for_budget(total: Callable[[int], int], budget: int) -> int:
+    """The classifier width (at least :data:`MIN_WIDTH`) whose model's parameter count ``total(width)`` is
+    closest to ``budget``; ``total`` must grow with the width.
+
+    Examples:
+        >>> width_for_budget(lambda w: 100 * w, 2_040)
+        20
+    """
     # A classifier narrower than MIN_WIDTH is no model at all: where the localisation net alone eats
     # the budget (ST-FCN on the 60x60 TC canvas), we keep MIN_WIDTH and exceed the budget, and the
     # chapter prints the counts.
     lo, hi = MIN_WIDTH, 4096
     while lo < hi:  # the count grows with width: find the first width at or above the budget
         mid = (lo + hi) // 2
-        if total(mid) < config.param_budget:
+        if total(mid) < budget:
             lo = mid + 1
         else:
             hi = mid
-    best = min((max(MIN_WIDTH, lo - 1), lo), key=lambda w: abs(total(w) - config.param_budget))
-    return STClassifier(config, best)
+    return min((max(MIN_WIDTH, lo - 1), lo), key=lambda w: abs(total(w) - budget))
 
 
 def default_budget(in_size: tuple[int, int], in_channels: int = 1, num_classes: int = 10, width: int = 64) -> int:
@@ -249,4 +257,4 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = ["count_parameters", "ModelConfig", "STClassifier", "build_model", "default_budget", "fcn_classifier",
-           "cnn_classifier", "fcn_loc_net", "cnn_loc_net"]
+           "cnn_classifier", "fcn_loc_net", "cnn_loc_net", "width_for_budget"]

@@ -102,3 +102,34 @@ def test_experiment_writes_the_split_into_its_artifact(tmp_path):
     metrics, model, analysis = load_cell(cell, "tiny", root=tmp_path, seed=1)
     assert analysis["theta"].shape == (40, 2, 6) and analysis["iou"].shape == (40, 2, 2)
     assert analysis["pred"].shape == (40,) and metrics["test_size"] == 40
+
+
+def test_report_numbers_compare_with_the_paper_and_measure_the_split():
+    from stnbook.addition import report as reports
+
+    def metrics(cell, error, split=None, **extra):
+        m = {"cell": cell, "test_error": error, "test_size": 40, "params": 200_000, "steps": 100, "batch_size": 8,
+             "wall_time_s": 120.0, **extra}
+        if split is not None:
+            m["attention_split"] = {"prefers_a": [50.0, 40.0], "split": split, "split_covered": split / 2,
+                                    "split_pairs": 40}
+        return m
+
+    results = {"fcn": metrics("fcn", 80.0), "st-fcn-affine": metrics("st-fcn-affine", 70.0),
+               "st-fcn-tps": metrics("st-fcn-tps", 60.0), "2st-fcn-affine": metrics("2st-fcn-affine", 50.0, 20.0),
+               "2st-fcn-tps": metrics("2st-fcn-tps", 55.0, 30.0)}
+    out = reports.table4_key_numbers(results)
+    assert (out["add_t4_best"], out["add_t4_best_error"], out["add_t4_pairs"]) == ("2xST-FCN Aff", "50.0", "40")
+    assert (out["add_t4_best_single"], out["add_t4_best_single_gap"]) == ("ST-FCN TPS", "+41.5")  # 60 - 18.5
+    assert (out["add_t4_best_2st"], out["add_t4_best_2st_error"]) == ("2xST-FCN Aff", "50.0")
+    assert float(out["add_t4_chance"]) == pytest.approx(reports.chance_error(40), abs=0.05)
+    assert set(reports.table4_key_numbers({}).values()) == {"n/a"}
+    assert "<td>+47.4</td>" in reports.table4_html(results)  # ST-FCN Aff: 70 against the paper's 22.6
+    assert reports.split_key_numbers(results) == {"add_split_max": "30", "add_split_pairs": "40"}
+    assert set(reports.split_key_numbers({"fcn": results["fcn"]}).values()) == {"n/a"}
+    long = {"2st-fcn-tps": metrics("2st-fcn-tps", 20.0, 80.0, steps=4000)}
+    assert ("<th>2xST-FCN TPS</th><td>5.8</td><td>55.0</td><td>50%</td><td>40%</td><td>30% (15% with IoU &gt; 0.5)</td>"
+            "<td>20.0</td><td>4,000 x 8, 2 min</td><td>80% (40% with IoU &gt; 0.5)</td>"
+            in reports.summary_table_html(results, long))
+    assert ("<th>2xST-FCN TPS</th><td>55.00</td><td>20.00</td><td>40x</td><td>5.8</td><td>+49.20</td><td>+14.20</td>"
+            in reports.long_gaps_html(results, long))

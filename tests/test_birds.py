@@ -245,15 +245,46 @@ def test_reports_name_the_specialised_transformer_and_the_cost_ratio():
     from stnbook.birds import report as reports
 
     hw = {"cpu_model": "cpu", "torch_threads": 1}
-    bench = {k: {"label": k, "median_s": t, "min_s": t, "config": {"crop": 20}}
+    bench = {k: {"label": k, "median_s": t, "min_s": t / 2, "config": {"crop": 20}}
              for k, t in (("cnn_full", 0.4), ("2xst_full", 0.1), ("cnn_low", 0.05))}
-    results = {"2xst": {"model": "2xST-CNN 120px", "hardware": hw, "benchmark": bench,
+    bench["2xst_full"]["min_s"] = 0.08  # fastest rounds: 0.08 / 0.2
+    results = {"2xst": {"model": "2xST-CNN 120px", "hardware": hw, "benchmark": bench, "benchmark_batch_size": 32,
                         "hits": [{"head": 3.0, "body": 81.0, "neither": 16.0},
                                  {"head": 70.0, "body": 4.0, "neither": 26.0}]},
                "1xst": {"model": "1xST-CNN 120px", "hits": [{"head": 40.0, "body": 30.0, "neither": 30.0}]}}
-    lines = reports.specialisation_summary(results, {"2xst": {"head": 70.0, "body": 81.0, "both": 60.0}})
-    assert lines[0].startswith("1xST") and "ST1 -> mixed (head 40%, body 30%)" in lines[0]
-    assert "ST1 -> body (holds it in 81% of test images, the head in 3%)" in lines[1]
-    assert "ST2 -> head (holds it in 70%" in lines[1] and "both in 60%" in lines[1]
-    assert "**0.25x**" in reports.compute_claim(results)
+    spec = reports.specialisation_key_numbers(results, {"2xst": {"head": 70.0, "body": 81.0, "both": 60.0}})
+    assert spec["birds_roles_1xst"] == "ST1 mixed" and spec["birds_roles_2xst"] == "ST1 body, ST2 head"
+    assert (spec["birds_cover_2xst_head"], spec["birds_cover_2xst_both"]) == ("70", "60")
+    assert spec["birds_roles_4xst"] == spec["birds_cover_1xst_both"] == "n/a"  # no artifact, no coverage
+    cost = reports.compute_key_numbers(results)
+    assert (cost["birds_cost_ratio"], cost["birds_cost_ratio_fastest"], cost["birds_cost_ratio_low"]) == \
+        ("0.25", "0.40", "2.0")
+    assert (cost["birds_bench_st_median"], cost["birds_bench_full_fastest"]) == ("100", "200")
+    assert cost["birds_bench_threads"] == "1 thread" and cost["birds_bench_crop"] == "20"
+    assert set(reports.compute_key_numbers({}).values()) == {"n/a"}
+    assert "<td>body</td>" in reports.specialisation_html(results)
     assert [r["st"] for r in reports.specialisation(results)] == [1, 1, 2]
+
+
+def test_closing_numbers_order_the_models_and_say_whether_they_still_improve():
+    from stnbook.birds import report as reports
+
+    def model(name, acc, errors, head=0.0, body=0.0):
+        return {"model": name, "accuracy": acc, "head_accuracy": head, "body_accuracy": body,
+                "history": [{"error": e} for e in errors]}
+
+    results = {"cnn": model("CNN", 6.25, [94] * 4), "1xst": model("1xST", 20.0, [90] * 4, head=30.0, body=80.0),
+               "2xst": model("2xST", 70.0, [60, 50, 40, 30]), "4xst": model("4xST", 50.0, [51, 50, 50, 49.5])}
+    out = reports.closing_key_numbers(results, chance=6.25)
+    assert out["birds_order"] == "CNN < 1xST < 4xST < 2xST"
+    assert out["birds_4xst_vs_2xst"] == "20.0 points below the 2xST-CNN, unlike the paper"
+    assert (out["birds_x_chance_cnn"], out["birds_x_chance_2xst"]) == ("1.0", "11.2")
+    assert (out["birds_one_part"], out["birds_1xst_part"], out["birds_1xst_expected"]) == ("25", "80", "20.0")
+    assert (out["birds_train_2xst_late"], out["birds_train_2xst_end"]) == ("30", "30")  # 3/4 of 4 points: the last
+    results["2xst"]["history"] = [{"error": e} for e in (60, 50, 40, 35, 30, 29, 28, 25)]
+    out = reports.closing_key_numbers(results, chance=6.25)
+    assert out["birds_train_2xst_trend"].startswith("still improving") and out["birds_train_2xst_late"] == "28"
+    assert out["birds_train_4xst_trend"].startswith("no longer improving")
+    results["4xst"]["accuracy"] = 75.0
+    assert reports.closing_key_numbers(results)["birds_4xst_vs_2xst"].endswith("as in the paper")
+    assert reports.closing_key_numbers({})["birds_order"] == "n/a"

@@ -72,20 +72,37 @@ def test_hinge_known_answers():
     assert torch.allclose(loss, (d[off] + 1).mean(), atol=1e-5)
 
 
-def test_loss_trains_only_the_localisation_net_and_records_theta():
+def test_loss_trains_only_the_localisation_net():
     model = CoLocaliser(CoLocalisationConfig(num_images=6))
     x = torch.rand(6, 1, 84, 84)
     crops = random_crops(6, torch.Generator().manual_seed(0))
-    loss, metrics = triplet_hinge_loss(model, (x, crops, torch.tensor(2)))
+    loss, metrics = triplet_hinge_loss(model, (x, crops))
     loss.backward()
     assert all(p.grad is None for p in model.encoder.parameters())
     assert model.st.head.weight.grad is not None and float(model.st.head.weight.grad.abs().sum()) > 0
-    steps, traj = model.recorded_trajectory()
-    # no curriculum scale given: the learned scale starts at the encoder's 1:1 scale, centred
-    assert steps.tolist() == [2] and torch.allclose(traj[0], torch.tensor([28 / 84, 0, 0]).expand(6, 3))
-    triplet_hinge_loss(model, (x, crops, torch.tensor(5)))  # 5 is not a recording step
-    assert model.recorded_trajectory()[0].tolist() == [2]
-    assert "trajectory" in model.state_dict()  # checkpointed with the model, so a resume keeps it
+    assert not any("trajectory" in k for k in model.state_dict())  # the trajectory lives in the trainer's records
+
+
+def test_callbacks_set_the_curriculum_and_record_the_trajectory():
+    from types import SimpleNamespace
+
+    from stnbook.colocalisation.experiment import ScaleCurriculum, TrajectoryRecorder
+
+    cfg = CoLocalisationConfig(num_images=5, hold=0.5, anneal_end=0.5)  # s = 1 for 5 of 10 steps, then learned
+    model = CoLocaliser(cfg)
+    x = torch.rand(5, 1, 84, 84)
+    trainer = SimpleNamespace(model=model, config=SimpleNamespace(steps=10, precision="fp32"), records={},
+                              device=torch.device("cpu"))
+    cbs = [ScaleCurriculum(), TrajectoryRecorder(x, steps=(0, 2, 7))]
+    for step in range(10):
+        for cb in cbs:
+            cb.on_step_start(trainer, step)
+        assert model.curriculum_scale == (1.0 if step < 5 else None)
+    cbs[1].on_step_start(trainer, 2)  # a resumed run does not record a step twice
+    rec = trainer.records["trajectory"]
+    assert [r["step"] for r in rec] == [0, 2, 7]
+    assert torch.allclose(rec[0]["theta"][:, 0], torch.ones(5))  # the curriculum's scale reached theta
+    assert torch.allclose(rec[2]["theta"], torch.tensor([28 / 84, 0, 0]).expand(5, 3))  # learned: starts at 28/84
 
 
 def test_curriculum_sets_the_scale_then_hands_it_to_the_net():
@@ -98,8 +115,9 @@ def test_curriculum_sets_the_scale_then_hands_it_to_the_net():
     crops = random_crops(4, torch.Generator().manual_seed(0))
     _, theta = model(x, scale=0.5)
     assert torch.allclose(theta[:, 0], torch.full((4,), 0.5))
-    triplet_hinge_loss(model, (x, crops, torch.tensor(1), torch.tensor(1.0)))  # the curriculum's s = 1 reaches theta
-    assert torch.allclose(model.recorded_trajectory()[1][0][:, 0], torch.ones(4))
+    model.curriculum_scale = 1.0
+    triplet_hinge_loss(model, (x, crops))[0].backward()  # the curriculum's s = 1: no gradient to the scale output
+    assert float(model.st.head.weight.grad[0].abs().sum()) == 0 and float(model.st.head.weight.grad[1:].abs().sum()) > 0
     with torch.no_grad():
         model.st.head.bias.copy_(torch.tensor([1.0, 50.0, -50.0]))  # far off the canvas
     assert bool((model(x)[1][:, 1:].abs() <= 1).all())  # the window's centre stays on the canvas
@@ -117,16 +135,20 @@ def test_random_patches_lie_inside_the_canvas_and_are_step_indexed():
 
 def test_experiment_uses_the_encoder_artifact_and_saves_the_trajectory(tmp_path):
     tiny = Profile("tiny", steps=9, batch_size=32, lr=3e-3, train_size=500, test_size=100)
-    cfg = CoLocalisationConfig(digit=1, variant="TC")  # no encoder_root: the run's root is used
-    cell = Cell("colocalisation", "TC-1", "TC", cfg)
+    cfg = CoLocalisationConfig(digit=1, variant="TC")
+    cell = Cell("colocalisation", "TC-1", "TC", cfg, needs=("mnist-cnn",))
     m = run_cell(cell, tiny, seed=0, device="cpu", progress=False, root=tmp_path)
-    encoder = tmp_path / "colocalisation" / "tiny" / "mnist-cnn"
+    encoder = tmp_path / "colocalisation" / "tiny" / "mnist-cnn"  # the declared dependency, trained first
     assert (encoder / "model.pt").exists() and m["encoder_dir"] == str(encoder.resolve())
+    assert cfg.encoder_dir is None  # the cell's own config is not edited
+    assert run_cell(cell, tiny, seed=0, device="cpu", progress=False, root=tmp_path)["files"] == m["files"]
     assert not (results_dir() / "colocalisation" / "tiny").exists()  # a run into another root leaves results/ alone
     assert 0 <= m["success"] <= 100 and m["test_error"] is None
     assert m["loss_true"] < m["loss_identity"]  # even a briefly trained e() ranks the true boxes first
     metrics, model, analysis = load_cell(cell, "tiny", root=tmp_path)
-    assert analysis["trajectory_steps"].tolist() == [s for s in RECORD_STEPS if s < 9]
+    from stnbook.colocalisation.experiment import trajectory
+    steps, traj = trajectory(analysis)
+    assert steps.tolist() == [s for s in RECORD_STEPS if s < 9] and traj.shape == (len(steps), 100, 3)
     assert analysis["theta"].shape == (100, 3) and analysis["iou"].shape == (100,)
     # the model loaded from the artifact reproduces the saved theta (encoder weights included)
     from stnbook.colocalisation.experiment import problem
@@ -134,3 +156,26 @@ def test_experiment_uses_the_encoder_artifact_and_saves_the_trajectory(tmp_path)
         _, theta = model(problem(model.config)["x"])
     assert torch.allclose(theta, analysis["theta"], atol=2e-2)
     assert [c.id for c in get_cells("colocalisation")][0] == "mnist-cnn"
+
+
+def test_report_numbers_for_the_text():
+    from stnbook.colocalisation import report as reports
+
+    results = {"mnist-cnn": {"params": 42122, "test_error": 2.468, "test_size": 10000, "steps": 150, "batch_size": 256,
+                             "wall_time_s": 23.6},
+               "T-1": {"success": 100.0, "loss_true": 0.2, "loss_learned": 0.3},
+               "T-2": {"success": 20.0, "loss_true": 0.5, "loss_learned": 0.4},
+               "TC-1": {"success": 7.0, "loss_true": 0.1, "loss_learned": 0.2}}
+    assert reports.encoder_key_numbers(results) == {
+        "coloc_enc_params": "42,122", "coloc_enc_error": "2.47", "coloc_enc_test": "10,000", "coloc_enc_steps": "150",
+        "coloc_enc_batch": "256", "coloc_enc_seconds": "24"}
+    success = reports.success_key_numbers(results)
+    assert (success["coloc_run_t_classes"], success["coloc_run_t_mean"], success["coloc_run_t_range"]) == \
+        ("2 classes", "60.0", "20-100")
+    assert (success["coloc_run_tc_classes"], success["coloc_run_tc_range"]) == ("1 class", "7-7")
+    assert reports.loss_key_numbers(results) == {"coloc_loss_truth_lower": "2", "coloc_loss_problems": "3",
+                                                 "coloc_loss_true": "0.267", "coloc_loss_found": "0.300"}
+    nothing = {}
+    for fn in (reports.encoder_key_numbers, reports.success_key_numbers, reports.loss_key_numbers):
+        nothing.update(fn({}))
+    assert set(nothing.values()) == {"n/a"}

@@ -1,48 +1,13 @@
-"""The CUB-200-2011 loader on a tiny tree in the official layout, made here; broken trees raise naming the file."""
+"""The CUB-200-2011 loader on a tiny tree in the official layout (tests/cub_tree.py); broken trees raise naming the file."""
 
 import math
 import shutil
 
 import pytest
 import torch
+from cub_tree import IMAGES, write_tree
 
 from stnlib.data.cub import BODY_PARTS, HEAD_PARTS, PART_NAMES, CUBBatches, CUBDataError, CUBImages, load_cub
-
-# image id -> (class id, is_training, path, size (W, H), box)
-IMAGES = {
-    1: (1, 1, "001.Black_footed_Albatross/Black_Footed_Albatross_0001.jpg", (40, 30), (2.0, 3.0, 30.0, 20.0)),
-    2: (1, 0, "001.Black_footed_Albatross/Black_Footed_Albatross_0002.jpg", (32, 32), (0.0, 0.0, 32.0, 32.0)),
-    3: (2, 1, "002.Laysan_Albatross/Laysan_Albatross_0003.jpg", (30, 40), (5.0, 5.0, 10.0, 12.0)),
-    4: (2, 1, "002.Laysan_Albatross/Laysan_Albatross_0004.jpg", (24, 24), (1.0, 2.0, 3.0, 4.0)),
-    5: (2, 0, "002.Laysan_Albatross/Laysan_Albatross_0005.jpg", (36, 20), (1.5, 2.5, 10.0, 10.0)),
-}
-
-
-def write_tree(root, images=IMAGES):
-    """A CUB_200_2011 folder with ``images`` (ids listed out of order, as a safeguard against order assumptions)."""
-    from PIL import Image
-
-    cub = root / "CUB_200_2011"
-    (cub / "parts").mkdir(parents=True)
-    ids = sorted(images, reverse=True)
-    (cub / "images.txt").write_text("".join(f"{i} {images[i][2]}\n" for i in ids))
-    (cub / "image_class_labels.txt").write_text("".join(f"{i} {images[i][0]}\n" for i in ids))
-    (cub / "train_test_split.txt").write_text("".join(f"{i} {images[i][1]}\n" for i in ids))
-    (cub / "bounding_boxes.txt").write_text("".join(f"{i} {' '.join(map(str, images[i][4]))}\n" for i in ids))
-    (cub / "classes.txt").write_text("1 001.Black_footed_Albatross\n2 002.Laysan_Albatross\n")
-    (cub / "parts" / "parts.txt").write_text("".join(f"{k + 1} {n}\n" for k, n in enumerate(PART_NAMES)))
-    lines = []
-    for i in ids:
-        for p in range(1, 16):
-            # image i: part p at (p + i, 2p), visible except the tail (14) and, for image 5, every head part
-            hidden = p == 14 or (i == 5 and PART_NAMES[p - 1] in HEAD_PARTS)
-            lines.append(f"{i} {p} {0.0 if hidden else p + i} {0.0 if hidden else 2.0 * p} {0 if hidden else 1}\n")
-    (cub / "parts" / "part_locs.txt").write_text("".join(lines))
-    for i in ids:
-        path = cub / "images" / images[i][2]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", images[i][3], color=(10 * i, 100, 200)).save(path)
-    return cub
 
 
 @pytest.fixture()
@@ -93,6 +58,40 @@ def test_batches_are_step_indexed_and_cover_an_epoch(tree):
     assert torch.equal(data.batch(3)[0], data.batch(3)[0])
     epoch = torch.cat([data.indices(0), data.indices(1)])
     assert sorted(epoch.tolist()) == [0, 1, 2]
+
+
+def test_cached_images_are_decoded_once(tree):
+    images = CUBImages(load_cub(tree), "train", size=8, cache=True)
+    first = images[1]
+    (tree / "images" / IMAGES[3][2]).unlink()  # row 1 of the train split is image 3
+    again = images[1]
+    assert torch.equal(first[0], again[0]) and torch.equal(first[2], again[2])
+    with pytest.raises(CUBDataError, match="missing image file"):
+        CUBImages(load_cub(tree, check_images=False), "train", size=8)[1]
+
+
+def test_flipped_batches_mirror_images_and_part_x(tree):
+    from PIL import Image
+
+    for i in (1, 3, 4):  # left-right asymmetric images: a horizontal ramp
+        w, h = IMAGES[i][3]
+        Image.frombytes("L", (w, h), bytes(255 * x // w for _ in range(h) for x in range(w))).convert("RGB").save(
+            tree / "images" / IMAGES[i][2])
+    images = CUBImages(load_cub(tree), "train", size=8)
+    plain = CUBBatches(images, batch_size=3, seed=2)
+    flipped = CUBBatches(images, batch_size=3, seed=2, flip=True)
+    mirrored = set()
+    for step in range(6):
+        (x0, y0, p0), (x1, y1, p1) = plain.batch(step), flipped.batch(step)
+        assert torch.equal(y0, y1) and torch.equal(x1, flipped.batch(step)[0])  # same images, same draw each time
+        for k in range(3):
+            if torch.equal(x1[k], x0[k]):
+                torch.testing.assert_close(p1[k], p0[k], equal_nan=True)
+            else:
+                assert torch.equal(x1[k], x0[k].flip(-1))
+                torch.testing.assert_close(p1[k], p0[k] * torch.tensor([-1.0, 1.0]), equal_nan=True)
+                mirrored.add((step, k))
+    assert 0 < len(mirrored) < 18
 
 
 @pytest.mark.parametrize("name", ["images.txt", "image_class_labels.txt", "train_test_split.txt",

@@ -70,6 +70,23 @@ def test_cell_overrides_change_only_the_matching_cells(tmp_path):
         Profile("bad", steps=6, batch_size=32, cell_overrides={"*": {"batch_size": 64}})
 
 
+def test_declared_dependencies_are_checked():
+    from stnbook.experiments import Cell, dependencies
+
+    plain, _ = get_cells("table1", ["R-fcn", "R-st-fcn-affine"])
+    assert dependencies(plain) == []
+    with pytest.raises(ValueError, match="no use_dependencies"):  # table1 cannot pass an artifact on
+        dependencies(Cell("table1", "R-st-fcn-affine", "R", plain.model, needs=("R-fcn",)))
+    coloc = get_cells("colocalisation")
+    assert [d.id for d in dependencies(coloc[1])] == ["mnist-cnn"] and all(c.needs for c in coloc[1:])
+    with pytest.raises(ValueError, match="needs itself"):
+        dependencies(Cell("colocalisation", "T-0", "T", coloc[1].model, needs=("T-0",)))
+    with pytest.raises(ValueError, match="unknown cells"):
+        dependencies(Cell("colocalisation", "T-0", "T", coloc[1].model, needs=("nope",)))
+    with pytest.raises(ValueError, match="one level"):  # T-1 needs the encoder itself
+        dependencies(Cell("colocalisation", "T-0", "T", coloc[1].model, needs=("T-1",)))
+
+
 def test_every_profile_makes_a_valid_training_config():
     from stnbook.experiments import EXPERIMENTS, train_config
 

@@ -143,3 +143,24 @@ def test_key_numbers_are_strings_and_survive_missing_artifacts(tmp_path, fake_re
             assert numbers and all(isinstance(v, str) and v for v in numbers.values())
     assert glance.birds_key_numbers(fake_results)["birds_2xst"] == "60.0"
     assert glance.colocalisation_key_numbers(fake_results)["coloc_t_mean"] == "100.0"
+
+
+def test_table1_summary_numbers_and_the_st_against_plain_comparisons():
+    from stnbook.table1 import report as t1
+
+    results = {c: {"test_error": e} for c, e in [("R-cnn", 2.0), ("R-st-cnn-affine", 1.5), ("R-st-cnn-tps", 1.0),
+                                                   ("R-fcn", 3.0), ("R-st-fcn-affine", 4.0), ("TC-fcn", 20.0)]}
+    comparisons = t1.st_vs_plain(results)
+    assert [(c["distortion"], c["arch"], c["transform"], c["better"]) for c in comparisons] == \
+        [("R", "fcn", "affine", False), ("R", "cnn", "tps", True)]
+    table = t1.st_vs_plain_html(results)
+    assert "<th>R</th><td>CNN</td><td>ST-CNN TPS</td><td>1.00</td><td>2.00</td><td>better</td>" in table
+    assert "<td>4.00</td><td>3.00</td><td>not better</td>" in table
+    out = t1.shortfall_key_numbers(results)
+    # paper: R CNN 1.2, ST-CNN Aff 0.7, ST-CNN TPS 0.7, FCN 2.1, ST-FCN Aff 1.2, TC FCN 13.2; worst gap TC FCN +6.8
+    assert (out["table1_above"], out["table1_compared"]) == ("6", "6")
+    assert (out["table1_worst_cell"], out["table1_worst_gap"]) == ("TC FCN", "+6.80")
+    assert (out["table1_st_cnn_min"], out["table1_st_cnn_max"]) == ("1.4", "2.1")  # 1.0 / 0.7 and 1.5 / 0.7
+    assert (out["table1_better"], out["table1_comparisons"]) == ("1", "2")
+    assert out["table1_median_gap"] == "+0.90"  # gaps 0.3, 0.8, 0.8, 0.9, 2.8, 6.8: the upper median
+    assert t1.shortfall_key_numbers({})["table1_above"] == "n/a"

@@ -22,7 +22,8 @@ from stnlib.io import (
     sha256_file,
 )
 
-REAL_ROOT = Path(__file__).resolve().parents[1] / "data"
+# the checkout's data/ (fetched by scripts/setup.sh); STNLIB_TEST_DATA points a copy of these tests elsewhere
+REAL_ROOT = Path(os.environ.get("STNLIB_TEST_DATA", Path(__file__).resolve().parents[1] / "data"))
 ALL_NAMES = [name for pair in MNIST_FILES.values() for name in pair]
 
 

@@ -61,24 +61,27 @@ def best_single(results: dict[str, dict]) -> dict | None:
 
 
 def table4_html(results: dict[str, dict]) -> str:
-    """Paper vs ours for every row of Table 4, with our parameter count and training time, and the best single
-    ST-FCN of each (the paper's: 18.5%) after the single ST-FCN rows."""
+    """Paper vs ours for every row of Table 4, with our parameter count and training time and the gap to the
+    paper in points, and the best single ST-FCN of each (the paper's: 18.5%) after the single ST-FCN rows."""
     rows = []
 
     def ours_cell(m):
         return "&ndash;" if m is None else (
             f"<b>{m['test_error']:.1f}</b><br><small>{m['params'] / 1000:.0f}k p, {m['wall_time_s']:.0f} s</small>")
 
+    def gap_cell(m, paper):
+        return "&ndash;" if m is None or paper is None else f"{m['test_error'] - paper:+.1f}"
+
     for c in CELLS:
-        paper = PAPER_TABLE4[c]
+        paper, m = PAPER_TABLE4[c], results.get(c)
         rows.append(f"<tr><th>{html.escape(row_name(c))}</th><td>{'&ndash;' if paper is None else paper}</td>"
-                    f"<td>{ours_cell(results.get(c))}</td></tr>")
+                    f"<td>{ours_cell(m)}</td><td>{gap_cell(m, paper)}</td></tr>")
         if c == "st-fcn-tps":
             best = best_single(results)
             name = "" if best is None else f"<br><small>({html.escape(row_name(best['cell']))})</small>"
             rows.append(f"<tr><th>ST-FCN, best single transformer</th><td>{PAPER_BEST_SINGLE_ST}</td>"
-                        f"<td>{ours_cell(best)}{name}</td></tr>")
-    return ("<table class='stn-table'><tr><th>% test error</th><th>paper</th><th>ours</th></tr>"
+                        f"<td>{ours_cell(best)}{name}</td><td>{gap_cell(best, PAPER_BEST_SINGLE_ST)}</td></tr>")
+    return ("<table class='stn-table'><tr><th>% test error</th><th>paper</th><th>ours</th><th>gap (points)</th></tr>"
             + "".join(rows) + "</table>")
 
 
@@ -100,28 +103,35 @@ def chance_error(n: int | None = None) -> float:
     return 100 * (1 - torch.bincount(y, minlength=19).max().item() / len(y))
 
 
-def comparison(results: dict[str, dict], n: int | None = None) -> list[str]:
-    """Sentences: chance level, each row against the paper, and the 2xST-FCN against the anchors."""
+def best_two(results: dict[str, dict]) -> dict | None:
+    """Metrics of our best 2xST-FCN, or None when none was run."""
+    return min((results[c] for c in CELLS if c.startswith("2st") and c in results), key=lambda m: m["test_error"],
+               default=None)
+
+
+def table4_key_numbers(results: dict[str, dict]) -> dict[str, str]:
+    """The numbers the chapter's text quotes about Table 4 (keys ``add_t4_*``), "n/a" where missing: the test pairs
+    and chance (``pairs``, ``chance``: always answering the most frequent sum), our best model (``best``,
+    ``best_error``), our best single ST-FCN (``best_single``, ``best_single_error`` and ``best_single_gap``, in
+    points to the paper's best single ST-FCN) and our best 2xST-FCN (``best_2st``, ``best_2st_error``)."""
+    out = dict.fromkeys(["add_t4_pairs", "add_t4_chance", "add_t4_best", "add_t4_best_error", "add_t4_best_single",
+                         "add_t4_best_single_error", "add_t4_best_single_gap", "add_t4_best_2st",
+                         "add_t4_best_2st_error"], "n/a")
     if not results:
-        return []
+        return out
     size = next(iter(results.values()))["test_size"]
-    lines = [f"chance (always answer the most frequent sum): {chance_error(size):.1f}% error on these {size} pairs"]
-    for c in CELLS:
-        m, paper = results.get(c), PAPER_TABLE4[c]
-        if m is not None and paper is not None:
-            lines.append(f"{row_name(c):18s} ours {m['test_error']:5.1f}%  paper {paper:4.1f}%  "
-                         f"gap {m['test_error'] - paper:+5.1f} points")
+    out["add_t4_pairs"], out["add_t4_chance"] = f"{size:,}", f"{chance_error(size):.1f}"
+    best = min(results.values(), key=lambda m: m["test_error"])
+    out["add_t4_best"], out["add_t4_best_error"] = row_name(best["cell"]), f"{best['test_error']:.1f}"
     single = best_single(results)
     if single is not None:
-        lines.append(f"best single ST-FCN ({row_name(single['cell'])}): {single['test_error']:.1f}% vs the paper's best "
-                     f"single ST-FCN {PAPER_BEST_SINGLE_ST}% (gap {single['test_error'] - PAPER_BEST_SINGLE_ST:+.1f} "
-                     f"points)")
-    best = min((results[c] for c in CELLS if c.startswith("2st") and c in results), key=lambda m: m["test_error"],
-               default=None)
-    if best is not None:
-        lines.append(f"best 2xST-FCN ({best['cell']}): {best['test_error']:.1f}% vs the paper's best 5.8% and "
-                     f"tensorpack's {TENSORPACK_2ST_AFFINE}% (2xST affine, about 300 epochs)")
-    return lines
+        out["add_t4_best_single"] = row_name(single["cell"])
+        out["add_t4_best_single_error"] = f"{single['test_error']:.1f}"
+        out["add_t4_best_single_gap"] = f"{single['test_error'] - PAPER_BEST_SINGLE_ST:+.1f}"
+    two = best_two(results)
+    if two is not None:
+        out["add_t4_best_2st"], out["add_t4_best_2st_error"] = row_name(two["cell"]), f"{two['test_error']:.1f}"
+    return out
 
 
 def split_table(results: dict[str, dict]) -> str:
@@ -266,9 +276,9 @@ def long_table_html(full: dict[str, dict], long: dict[str, dict]) -> str:
     return common.profiles_html(full, long, PAPER_TABLE4, row_name, _split_note)
 
 
-def long_gaps(full: dict[str, dict], long: dict[str, dict]) -> list[str]:
-    """Per long-profile cell: ours in the full and the long profile, and the gap to the paper in each."""
-    return common.profile_gap_lines(full, long, PAPER_TABLE4, row_name)
+def long_gaps_html(full: dict[str, dict], long: dict[str, dict]) -> str:
+    """HTML table, per long-profile cell: ours in the full and the long profile, and the gap to the paper in each."""
+    return common.profile_gaps_html(full, long, PAPER_TABLE4, row_name)
 
 
 def plot_eval_curves(long: dict[str, dict]):
@@ -365,56 +375,44 @@ def paper_key_numbers(paper: dict[str, dict]) -> dict[str, str]:
     return out
 
 
-def closing(results: dict[str, dict], long: dict[str, dict] | None = None) -> str:
-    """The closing note in HTML (paragraphs and a table), computed from the artifacts: Table 4 and the measured
-    split, and the long-profile runs when given."""
-    if not results:
-        return "<p>No artifacts: nothing to conclude.</p>"
-    size = next(iter(results.values()))["test_size"]
-    header = ["model", "paper %", "ours %", "ST1 prefers a", "ST2 prefers a", "STs prefer different digits"]
+def summary_table_html(results: dict[str, dict], long: dict[str, dict] | None = None) -> str:
+    """Table 4 beside the paper with each transformer's preference and the split, and, for the cells of ``long``
+    (the long profile), its error, budget and split."""
+    long = long or {}
+
+    def split_text(s: dict) -> str:
+        return f"{s['split']:.0f}% ({s['split_covered']:.0f}% with IoU > 0.5)" if "split" in s else ""
+
     rows = []
     for c in CELLS:
-        m = results.get(c)
+        m, g = results.get(c), long.get(c)
         if m is None:
             continue
         s = m.get("attention_split") or {}
         pref = [f"{v:.0f}%" for v in s.get("prefers_a", [])] + [""] * 2
-        split = f"{s['split']:.0f}% ({s['split_covered']:.0f}% with IoU > 0.5)" if "split" in s else ""
         paper = PAPER_TABLE4[c]
         rows.append([row_name(c), "" if paper is None else str(paper), f"{m['test_error']:.1f}", pref[0], pref[1],
-                     split])
-    best = min(results.values(), key=lambda m: m["test_error"])
-    before = [f"On {size:,} fixed test pairs, chance (always answering 9) is {chance_error(size):.1f}% error. "
-              f"Our best model is {row_name(best['cell'])} at {best['test_error']:.1f}%; the paper's best is 5.8% "
-              f"(2xST-FCN TPS) and tensorpack reached {TENSORPACK_2ST_AFFINE}%."]
-    single = best_single(results)
-    if single is not None:
-        before.append(f"Our best single ST-FCN is {row_name(single['cell'])} at {single['test_error']:.1f}%; the "
-                      f"paper's best single ST-FCN is {PAPER_BEST_SINGLE_ST}%.")
-    after = []
+                     split_text(s), "" if g is None else f"{g['test_error']:.1f}",
+                     "" if g is None else f"{g['steps']:,} x {g['batch_size']}, {g['wall_time_s'] / 60:.0f} min",
+                     "" if g is None else split_text(g.get("attention_split") or {})])
+    header = ["model", "paper %", "ours %", "ST1 prefers a", "ST2 prefers a", "STs prefer different digits",
+              "long profile %", "long: steps x batch, time", "long: STs prefer different digits"]
+    return html_table(header, rows, "Table 4 beside the paper, and the long profile", escape=True, row_headers=True)
+
+
+def split_key_numbers(results: dict[str, dict]) -> dict[str, str]:
+    """The split the chapter's text quotes (keys ``add_split_*``): the largest share of measured test pairs in
+    which the two transformers of a 2xST-FCN prefer different digits (``max``, %) and how many pairs were measured
+    (``pairs``); "n/a" without a 2xST-FCN."""
     twos = [results[c]["attention_split"] for c in CELLS if c.startswith("2st") and c in results]
-    if twos:
-        top = max(s["split"] for s in twos)
-        after.append(f"The two transformers of a 2xST-FCN prefer different digits in at most {top:.0f}% of the "
-                     f"{twos[0]['split_pairs']:,} measured pairs (two transformers at the identity: 0%; a clean "
-                     f"split: 100%).")
-    for c, m in (long or {}).items():
-        paper = PAPER_TABLE4.get(c)
-        s = m.get("attention_split", {})
-        split = (f"; the two transformers prefer different digits in {s['split']:.0f}% of {s['split_pairs']:,} pairs "
-                 f"({s['split_covered']:.0f}% with IoU > 0.5 each)") if "split" in s else ""
-        full = results.get(c)
-        after.append(f"Long profile, {row_name(c)}: {m['test_error']:.1f}% after {m['steps']:,} steps at batch "
-                     f"{m['batch_size']} ({m['wall_time_s'] / 60:.0f} min)"
-                     + (f", against {full['test_error']:.1f}% in the {full['profile']} profile" if full else "")
-                     + (f" and the paper's {paper}%" if paper is not None else "") + split + ".")
-    return (common.paragraphs_html(before) + html_table(header, rows, "Table 4 beside the paper, full profile", escape=True, row_headers=True)
-            + common.paragraphs_html(after))
+    if not twos:
+        return {"add_split_max": "n/a", "add_split_pairs": "n/a"}
+    return {"add_split_max": f"{max(s['split'] for s in twos):.0f}", "add_split_pairs": f"{twos[0]['split_pairs']:,}"}
 
 
-__all__ = ["CELLS", "PAPER_BEST_SINGLE_ST", "PAPER_TABLE4", "TENSORPACK_2ST_AFFINE", "best_single", "chance_error",
-           "chapter_cell", "chapter_results", "closing", "comparison", "composite", "figure_preference",
-           "figure_split", "full_results", "long_gaps", "long_results", "long_table_html", "paper_key_numbers", "paper_results", "paper_table_html",
-           "parameter_counts", "plot_eval_curves", "plot_pairs", "plot_recipe_curves", "plot_split", "plot_training",
-           "provenance", "recipe_key_numbers", "recipe_results", "recipe_table_html", "row_name", "split_table", "table4_html",
-           "test_pairs"]
+__all__ = ["CELLS", "PAPER_BEST_SINGLE_ST", "PAPER_TABLE4", "TENSORPACK_2ST_AFFINE", "best_single", "best_two",
+           "chance_error", "chapter_cell", "chapter_results", "composite", "figure_preference", "figure_split",
+           "full_results", "long_gaps_html", "long_results", "long_table_html", "paper_key_numbers", "paper_results",
+           "paper_table_html", "parameter_counts", "plot_eval_curves", "plot_pairs", "plot_recipe_curves", "plot_split",
+           "plot_training", "provenance", "recipe_key_numbers", "recipe_results", "recipe_table_html", "row_name",
+           "split_key_numbers", "split_table", "summary_table_html", "table4_html", "table4_key_numbers", "test_pairs"]

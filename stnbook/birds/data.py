@@ -1,7 +1,8 @@
 """A synthetic fine-grained data set with the structure of CUB-200-2011 (paper Sec. 4.3): find the head and the body.
 
 Why a proxy. CUB-200-2011 cannot be downloaded here (:mod:`stnlib.data.cub` loads it where it exists), so the
-book's birds chapter runs on images that pose the same problem. Each image shows an *object* made of a small
+book's birds chapter runs on images that pose the same problem (where CUB is present,
+:mod:`stnbook.birds.cub` trains the same models on it). Each image shows an *object* made of a small
 round **head** and a larger elliptical **body**, joined by a neck, at a random place, scale and pose
 (rotation) on a cluttered background. Head and body each wear one of ``K`` fine **textures**; the class is the
 pair (head texture, body texture), ``K * K`` classes, so neither part alone is enough and a model has to know

@@ -109,3 +109,7 @@ def analyse(model: BirdClassifier, test: dict, cell: Cell, batch_size: int = 500
 
 BIRDS = register(Experiment("birds", birds_cells, PROFILES, make_data, build_birds_model, rebuild, analyse,
                             loss=birds_loss))
+
+# The same models on the real CUB-200-2011, where it is present; registered here because the registry imports
+# each folder's experiment.py.
+import stnbook.birds.cub  # noqa: E402, F401

@@ -309,8 +309,19 @@ def build_birds_model(config: BirdsConfig) -> BirdClassifier:
 
 
 def part_hit_rates(theta: torch.Tensor, parts: torch.Tensor, scale: float) -> torch.Tensor:
-    """(N, P) fraction of images whose crop n contains part p's centre (see :func:`~stnbook.birds.data.crop_contains`)."""
-    return crop_contains(theta, parts, scale).float().mean(0)
+    """(N, P) fraction of images whose crop n contains part p's centre (see :func:`~stnbook.birds.data.crop_contains`).
+
+    A part centre that is NaN (CUB: no part of that group is visible) is left out of that part's fraction;
+    a part visible in none of the images gets 0.
+
+    Examples:
+        >>> parts = torch.tensor([[[0.0, 0.0], [0.9, 0.9]], [[float("nan")] * 2, [0.0, 0.0]]])  # (B=2, P=2, 2)
+        >>> part_hit_rates(torch.zeros(2, 1, 2), parts, 0.5).tolist()  # the head is visible in image 0 only
+        [[1.0, 0.5]]
+    """
+    visible = ~parts.isnan().any(-1)  # (B, P)
+    hits = crop_contains(theta, parts, scale) & visible[:, None]  # (B, N, P)
+    return hits.float().sum(0) / visible.float().sum(0).clamp_min(1)
 
 
 def birds_loss(model: BirdClassifier, batch) -> tuple[torch.Tensor, dict[str, float]]:

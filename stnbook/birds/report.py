@@ -85,12 +85,13 @@ def specialisation(results: dict[str, dict]) -> list[dict]:
 
 
 def specialisation_html(results: dict[str, dict]) -> str:
+    """:func:`specialisation` as HTML, with each transformer's :func:`role`."""
     rows = "".join(
         f"<tr><th>{html.escape(r['model'])}</th><td style='color:{COLORS[r['st'] - 1]}'><b>ST{r['st']}</b></td>"
-        f"<td>{r['head']:.1f}</td><td>{r['body']:.1f}</td><td>{r['neither']:.1f}</td></tr>"
+        f"<td>{r['head']:.1f}</td><td>{r['body']:.1f}</td><td>{r['neither']:.1f}</td><td>{role(r)}</td></tr>"
         for r in specialisation(results))
     return ("<table class='stn-table'><tr><th>model</th><th>transformer</th><th>% crops on the head</th>"
-            "<th>% crops on the body</th><th>% on neither</th></tr>" + rows + "</table>")
+            "<th>% crops on the body</th><th>% on neither</th><th>role</th></tr>" + rows + "</table>")
 
 
 def role(hits: dict, ratio: float = 4.0, floor: float = 5.0) -> str:
@@ -130,78 +131,84 @@ def part_coverage(profile: str) -> dict[str, dict[str, float]]:
     return found
 
 
-def specialisation_summary(results: dict[str, dict], coverage: dict[str, dict] | None = None) -> list[str]:
-    """A sentence per ST model: each transformer's role (:func:`role`) with how often it holds its part, and,
-    given :func:`part_coverage`, how often some crop holds the head, the body and both."""
-    lines = []
-    for cid in CELLS:
-        m = results.get(cid)
-        if not m or not m.get("hits"):
-            continue
-        parts = []
-        for k, h in enumerate(m["hits"]):
-            r = role(h)
-            if r in ("head", "body"):
-                other = "body" if r == "head" else "head"
-                parts.append(f"ST{k + 1} -> {r} (holds it in {h[r]:.0f}% of test images, the {other} in {h[other]:.0f}%)")
-            else:
-                parts.append(f"ST{k + 1} -> {r} (head {h['head']:.0f}%, body {h['body']:.0f}%)")
-        line = f"{label(m)}: " + "; ".join(parts)
-        if coverage and cid in coverage:
-            c = coverage[cid]
-            line += (f". Some crop holds the head in {c['head']:.0f}% of test images, the body in {c['body']:.0f}%, "
-                     f"both in {c['both']:.0f}%")
-        lines.append(line + ".")
-    return lines
+def specialisation_key_numbers(results: dict[str, dict], coverage: dict[str, dict] | None = None) -> dict[str, str]:
+    """Per ST model ``<cell>`` (1xst, 2xst, 4xst), the numbers the chapter's text quotes (keys ``birds_*``; "n/a"
+    where missing): ``roles_<cell>``, each transformer's :func:`role` (e.g. "ST1 head, ST2 body"), and, given
+    :func:`part_coverage`, ``cover_<cell>_head``, ``_body``, ``_both``: % of test images in which some crop holds
+    the head, the body, both."""
+    out = {}
+    for cid in CELLS[1:]:
+        hits = (results.get(cid) or {}).get("hits")
+        out[f"birds_roles_{cid}"] = ", ".join(f"ST{k + 1} {role(h)}" for k, h in enumerate(hits)) if hits else "n/a"
+        c = (coverage or {}).get(cid)
+        for part in ("head", "body", "both"):
+            out[f"birds_cover_{cid}_{part}"] = "n/a" if c is None else f"{c[part]:.0f}"
+    return out
 
 
-def closing_lines(results: dict[str, dict], chance: float = 100 / SPEC.num_classes) -> list[str]:
-    """The chapter's verdicts, computed from the artifacts: each model against chance and the plain CNN, the
-    one-part ceiling of the 1xST-CNN, and our ordering of the models against the paper's (CNN < 2xST < 4xST)."""
+def closing_key_numbers(results: dict[str, dict], chance: float = 100 / SPEC.num_classes) -> dict[str, str]:
+    """The numbers of the chapter's verdicts (keys ``birds_*``; "n/a" where a model is missing), computed from the
+    artifacts: per model ``<cell>``, ``acc_<cell>`` (% accuracy) and ``x_chance_<cell>`` (times chance); the
+    one-part ceiling (``one_part``: % of a model that reads one part perfectly and guesses the other) and the
+    1xST-CNN against it (``1xst_part``: % of its part read right; ``1xst_expected``: the accuracy that implies);
+    ``order`` (our models, worst to best) and ``4xst_vs_2xst`` (the 4xST-CNN against the 2xST-CNN, and whether
+    that is the paper's order); for the 2xST- and 4xST-CNN, the training error at 3/4 of the steps and at the end
+    (``train_<cell>_late``, ``train_<cell>_end``) with ``train_<cell>_trend`` (still improving or not)."""
     acc = {cid: results[cid]["accuracy"] for cid in CELLS if cid in results}
-    if not acc:
-        return ["No artifacts found."]
-    names = {cid: label(results[cid]) for cid in acc}
-    lines = [f"{names[c]}: {a:.1f}% accuracy ({a / chance:.1f}x chance, {chance:.2f}%)" for c, a in acc.items()]
-    if "1xst" in acc:
-        one_part = max(results["1xst"]["head_accuracy"], results["1xst"]["body_accuracy"]) / SPEC.num_attributes
-        lines.append(f"A model that reads one part perfectly and guesses the other scores "
-                     f"{100 / SPEC.num_attributes:.0f}%; "
-                     f"the 1xST-CNN reads its part {one_part * SPEC.num_attributes:.0f}% right, which with a guess "
-                     f"for the other part gives {one_part:.1f}% on average; it reaches {acc['1xst']:.1f}%.")
-    order = sorted(acc, key=acc.get)
-    lines.append("Our ordering, worst to best: " + " < ".join(names[c] for c in order)
-                 + "; the paper's: CNN < 2xST < 4xST.")
-    if "2xst" in acc and "4xst" in acc and acc["4xst"] < acc["2xst"]:
-        lines.append(f"Unlike the paper, the 4xST-CNN is {acc['2xst'] - acc['4xst']:.1f} points below the 2xST-CNN at "
-                     "this budget.")
+    out = {"birds_one_part": f"{100 / SPEC.num_attributes:.0f}"}
+    for cid in CELLS:
+        out[f"birds_acc_{cid}"] = f"{acc[cid]:.1f}" if cid in acc else "n/a"
+        out[f"birds_x_chance_{cid}"] = f"{acc[cid] / chance:.1f}" if cid in acc else "n/a"
+    one = results.get("1xst")
+    part = None if one is None else max(one["head_accuracy"], one["body_accuracy"])
+    out["birds_1xst_part"] = "n/a" if part is None else f"{part:.0f}"
+    out["birds_1xst_expected"] = "n/a" if part is None else f"{part / SPEC.num_attributes:.1f}"
+    out["birds_order"] = " < ".join(label(results[c]) for c in sorted(acc, key=acc.get)) or "n/a"
+    if "2xst" in acc and "4xst" in acc:
+        gap = acc["4xst"] - acc["2xst"]
+        out["birds_4xst_vs_2xst"] = (f"{-gap:.1f} points below the 2xST-CNN, unlike the paper" if gap < 0
+                                     else f"{gap:.1f} points above the 2xST-CNN, as in the paper")
+    else:
+        out["birds_4xst_vs_2xst"] = "n/a"
     for cid in ("2xst", "4xst"):
-        if cid in results and results[cid]["history"]:
-            last = results[cid]["history"][-1]["error"]
-            first = results[cid]["history"][len(results[cid]["history"]) * 3 // 4]["error"]
-            if last < first - 2:
-                lines.append(f"{names[cid]} was still improving at the end (training error {first:.0f}% at 3/4 of "
-                             f"the steps, {last:.0f}% at the end): a longer run would score higher.")
-    return lines
+        history = (results.get(cid) or {}).get("history")
+        if not history:
+            out.update({f"birds_train_{cid}_{k}": "n/a" for k in ("late", "end", "trend")})
+            continue
+        late, end = history[len(history) * 3 // 4]["error"], history[-1]["error"]
+        out[f"birds_train_{cid}_late"], out[f"birds_train_{cid}_end"] = f"{late:.0f}", f"{end:.0f}"
+        out[f"birds_train_{cid}_trend"] = ("still improving: a longer run would score higher" if end < late - 2
+                                           else "no longer improving by more than 2 points")
+    return out
 
 
-def compute_claim(results: dict[str, dict]) -> str:
-    """The measured cost of a training step: 2xST-CNN on the full image vs the CNN on it (and on the low-res view)."""
+def compute_key_numbers(results: dict[str, dict]) -> dict[str, str]:
+    """The measured cost of a training step, as the numbers the chapter's text quotes (keys ``birds_bench_*`` and
+    ``birds_cost_*``; "n/a" without a benchmark): batch, CPU and threads; per model timed (``full``: the CNN on the
+    whole image, ``st``: the 2xST-CNN on it, ``low``: the CNN on the low-resolution view) its label and the median
+    and fastest ms per step; the 2xST-CNN's crop size; and the 2xST-CNN's step over the full-resolution CNN's (by
+    medians, ``ratio``, and by the fastest rounds, ``ratio_fastest``) and over the low-resolution CNN's."""
+    keys = ["birds_bench_batch", "birds_bench_cpu", "birds_bench_threads", "birds_bench_crop", "birds_cost_ratio",
+            "birds_cost_ratio_fastest", "birds_cost_ratio_low"]
+    keys += [f"birds_bench_{k}_{f}" for k in ("full", "st", "low") for f in ("label", "median", "fastest")]
+    out = dict.fromkeys(keys, "n/a")
     m = results.get("2xst")
     if not m or "benchmark" not in m:
-        return "No benchmark in the artifacts (it is run with the 2xst cell)."
-    b = m["benchmark"]
-    hi, st, lo = b["cnn_full"], b["2xst_full"], b["cnn_low"]
-    hw = m["hardware"]
-    crop = st["config"]["crop"]
-    return (f"Seconds per training step at batch {m.get('benchmark_batch_size', '?')} (forward, backward, Adam), the "
-            f"three models timed in turn in one process on {hw.get('cpu_model', '?')} "
-            f"({hw.get('torch_threads')} thread(s)); median (fastest) of the rounds: {hi['label']} on the whole image "
-            f"{hi['median_s'] * 1000:.0f} ms ({hi['min_s'] * 1000:.0f}); {st['label']} (two {crop} px crops) "
-            f"{st['median_s'] * 1000:.0f} ms ({st['min_s'] * 1000:.0f}); {lo['label']} "
-            f"{lo['median_s'] * 1000:.0f} ms ({lo['min_s'] * 1000:.0f}). The 2xST-CNN step costs "
-            f"**{st['median_s'] / hi['median_s']:.2f}x** the full-resolution CNN's ({st['min_s'] / hi['min_s']:.2f}x "
-            f"by the fastest rounds) and {st['median_s'] / lo['median_s']:.1f}x the low-resolution CNN's.")
+        return out
+    b, hw = m["benchmark"], m["hardware"]
+    timed = {"full": b["cnn_full"], "st": b["2xst_full"], "low": b["cnn_low"]}
+    threads = hw.get("torch_threads")
+    out.update(birds_bench_batch=str(m.get("benchmark_batch_size", "n/a")), birds_bench_cpu=hw.get("cpu_model", "n/a"),
+               birds_bench_threads="n/a" if threads is None else f"{threads} thread{'s' if threads != 1 else ''}",
+               birds_bench_crop=str(timed["st"]["config"]["crop"]))
+    for k, t in timed.items():
+        out.update({f"birds_bench_{k}_label": t["label"], f"birds_bench_{k}_median": f"{t['median_s'] * 1000:.0f}",
+                    f"birds_bench_{k}_fastest": f"{t['min_s'] * 1000:.0f}"})
+    st, hi, lo = timed["st"], timed["full"], timed["low"]
+    out.update(birds_cost_ratio=f"{st['median_s'] / hi['median_s']:.2f}",
+               birds_cost_ratio_fastest=f"{st['min_s'] / hi['min_s']:.2f}",
+               birds_cost_ratio_low=f"{st['median_s'] / lo['median_s']:.1f}")
+    return out
 
 
 def provenance(results: dict[str, dict]) -> str:
@@ -300,6 +307,6 @@ def artifact_folder() -> Path:
 
 
 __all__ = ["PAPER_TABLE3", "CELLS", "chapter_results", "chapter_cell", "proxy_test_set", "accuracy_html", "specialisation",
-           "specialisation_html", "role", "part_coverage", "specialisation_summary", "closing_lines", "compute_claim",
-           "provenance", "plot_dataset",
-           "plot_crops", "plot_emergence", "plot_learning_curves", "artifact_folder"]
+           "specialisation_html", "role", "part_coverage", "specialisation_key_numbers", "closing_key_numbers",
+           "compute_key_numbers", "provenance", "plot_dataset", "plot_crops", "plot_emergence", "plot_learning_curves",
+           "artifact_folder"]

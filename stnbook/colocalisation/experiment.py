@@ -41,17 +41,15 @@ pre-trained MNIST CNN, alpha = 1"; the details below are our reading of A.2):
   box or a label. Evaluation uses the learned scale.
 * Every step uses all 100 images and all ordered pairs (n, m), n != m (the full-batch form of the
   paper's sum, which samples pairs by SGD); Adam with cosine decay, as every experiment here.
-* Boxes over training are recorded at log-spaced steps (0, 1, 2, 3, 4, 6, 8, 12, ...): see
-  :data:`RECORD_STEPS` and :meth:`CoLocaliser.record`. The Trainer's callbacks are not reachable through
-  :func:`~stnbook.experiments.core.run_cell`, so the loss, which computes theta of all the images at
-  every step anyway, stores it in buffers of the model; being buffers, they are checkpointed and a
-  resumed run keeps them.
+* Two callbacks of the experiment run around every step: :class:`ScaleCurriculum` sets the window's scale
+  the step's loss uses, and :class:`TrajectoryRecorder` keeps theta of the problem's images at log-spaced
+  steps (0, 1, 2, 3, 4, 6, 8, 12, ...: :data:`RECORD_STEPS`) in the trainer's records, which are
+  checkpointed (a resumed run keeps them) and saved in the artifact's analysis.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stnbook.experiments import Cell, Experiment, Profile, artifact_dir, register, run_cell
+from stnbook.experiments import Cell, Experiment, Profile, register
 from stnbook.paths import load_mnist, results_dir
 from stnlib.data.distortions import DistortedMNIST, fixed_test_set
 from stnlib.data.pairs import (
@@ -74,13 +72,14 @@ from stnlib.geometry import box_iou, polygon_box, sampling_outline
 from stnlib.io import safe_torch_load
 from stnlib.models import ModelConfig, STClassifier, build_model
 from stnlib.spatial_transformer import SpatialTransformer
-from stnlib.train import classification_loss
+from stnlib.train import Callback, autocast, classification_loss
 
 EXPERIMENT = "colocalisation"
 ENCODER_CELL = "mnist-cnn"
 ENCODER_WIDTH = 32
 DIGITS = tuple(range(10))
 VARIANTS = tuple(COLOCALISATION_CLUTTER)  # ("T", "TC")
+EMBEDDINGS = ("features", "logits")  # what e() is made of: see cnn_embedding
 IOU_THRESHOLD = 0.5
 RECORD_STEPS: tuple[int, ...] = (0,) + tuple(sorted({int(b * 2 ** k) for k in range(13) for b in (1, 1.5)}))
 """Steps after which theta of every image is recorded (log-spaced: fast early changes, slow late ones)."""
@@ -93,10 +92,12 @@ PROFILES: dict[str, Profile] = {
                     description="CPU budget: Adam, cosine decay; the encoder 150 steps at batch 256 (0.64 "
                                 "epochs); each problem 600 full-batch steps on its 100 images"),
 }
-# The same budget under its own name, so that a run with another seed (--seed 1) does not replace the committed
-# full run: `python -m stnbook run colocalisation --profile replicate --seed 1`.
-PROFILES["replicate"] = dataclasses.replace(
-    PROFILES["full"], name="replicate", description=PROFILES["full"].description + " (a replicate with another seed)")
+# The paper used "a pre-trained MNIST classifier": here one trained to about 1% error (2,350 steps at batch 256, 10
+# epochs) instead of the full profile's 150 steps (2.5%); the problems are trained as in the full profile.
+PROFILES["trained-encoder"] = dataclasses.replace(
+    PROFILES["full"], name="trained-encoder", cell_overrides={ENCODER_CELL: {"steps": 2_350}},
+    description="Adam, cosine decay; the encoder 2,350 steps at batch 256 (10 epochs, about 1% error); each problem "
+                "600 full-batch steps on its 100 images")
 
 
 @dataclass
@@ -111,10 +112,11 @@ class CoLocalisationConfig:
         num_images: images in the problem.
         alpha: the hinge margin (paper: 1).
         encoder_width: width of the embedding CNN (:func:`stnlib.models.build_model`).
-        encoder_root: results root holding the encoder artifact (None: the project's ``results/``).
         encoder_dir: the encoder artifact folder this model was trained with (relative to ``results/``
-            when it lies there); filled in by :func:`make_data`, which knows the profile, so that
-            :func:`build` can load it and metrics.json names the encoder used.
+            when it lies there); set by :func:`use_dependencies` from the encoder cell the class cells
+            declare they need, so that :func:`build` can load it and metrics.json names the encoder used.
+        embedding: what e() is made of (:func:`cnn_embedding`): "features" (every max-pooled stage of the
+            encoder and its logits) or "logits" (the class scores only).
         hold: fraction of the training steps at the whole-canvas scale (s = 1), translation learned.
         anneal_end: fraction of the steps by which the scale has shrunk linearly to :attr:`final_scale`;
             from there on the scale is learned. ``hold = anneal_end = 0``: no curriculum, the scale is
@@ -128,14 +130,16 @@ class CoLocalisationConfig:
     num_images: int = COLOCALISATION_SIZE
     alpha: float = 1.0
     encoder_width: int = ENCODER_WIDTH
-    encoder_root: str | None = None
     encoder_dir: str | None = None
+    embedding: str = "features"
     hold: float = 0.25
     anneal_end: float = 0.7
 
     def __post_init__(self):
         if self.variant not in COLOCALISATION_CLUTTER:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {self.embedding!r}")
         if not 0 <= self.hold <= self.anneal_end <= 1:
             raise ValueError(f"need 0 <= hold <= anneal_end <= 1, got hold={self.hold}, anneal_end={self.anneal_end}")
 
@@ -175,6 +179,9 @@ class CoLocalisationConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> CoLocalisationConfig:
+        d = dict(d)
+        if d.pop("encoder_root", None) is not None:  # a field of earlier artifacts, always None in them
+            raise ValueError("encoder_root is no longer supported: the encoder is the run's own mnist-cnn cell")
         return cls(**d)
 
 
@@ -192,10 +199,11 @@ def localisation_net(canvas: int) -> nn.Sequential:
                          nn.Linear(8 * side * side, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU())
 
 
-def cnn_embedding(encoder: STClassifier, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+def cnn_embedding(encoder: STClassifier, x: torch.Tensor, normalize: bool = True,
+                  kind: str = "features") -> torch.Tensor:
     """e(x): the concatenated activations of a plain CNN classifier (each max-pooled stage, flattened, and
-    the logits), scaled to unit L2 norm (unless ``normalize`` is False), for (B, 1, 28, 28) images in [0, 1];
-    returns (B, D).
+    the logits; ``kind="logits"``: the logits only), scaled to unit L2 norm (unless ``normalize`` is False),
+    for (B, 1, 28, 28) images in [0, 1]; returns (B, D).
 
     Unit norm puts every squared distance in [0, 4], the scale on which the paper's margin alpha = 1
     means something (see the module docstring).
@@ -205,14 +213,18 @@ def cnn_embedding(encoder: STClassifier, x: torch.Tensor, normalize: bool = True
         >>> e = cnn_embedding(enc, torch.rand(2, 1, 28, 28))
         >>> tuple(e.shape), torch.allclose(e.norm(dim=1), torch.ones(2))  # 8*14*14 + 16*7*7 + 10
         ((2, 2362), True)
+        >>> tuple(cnn_embedding(enc, torch.rand(2, 1, 28, 28), kind="logits").shape)
+        (2, 10)
     """
     if encoder.st is not None or encoder.config.arch != "cnn":
         raise ValueError("cnn_embedding needs a plain CNN classifier (no transformer)")
     h = encoder.normalize(x)
+    if kind not in EMBEDDINGS:
+        raise ValueError(f"kind must be one of {EMBEDDINGS}, got {kind!r}")
     feats = []
     for layer in encoder.classifier:
         h = layer(h)
-        if isinstance(layer, nn.MaxPool2d):
+        if isinstance(layer, nn.MaxPool2d) and kind == "features":
             feats.append(h.flatten(1))
     feats.append(h)  # the logits
     e = torch.cat(feats, 1)
@@ -229,9 +241,8 @@ class CoLocaliser(nn.Module):
     tanh, so the window's centre stays on the canvas (a window parked off the canvas samples only zeros,
     a blank crop that agrees with every other blank crop and has no gradient to leave by). ``embed(crops)`` is e().
 
-    The buffers ``trajectory`` (len(RECORD_STEPS), num_images, 3), NaN where not yet recorded, and
-    ``recorded`` hold theta of the problem's images after the steps in :data:`RECORD_STEPS`
-    (see :meth:`record`); being buffers, they are saved in checkpoints and survive a resume.
+    ``curriculum_scale`` is the scale the training loss passes to ``forward`` (None: learned); the
+    :class:`ScaleCurriculum` callback sets it before every step.
     """
 
     def __init__(self, config: CoLocalisationConfig):
@@ -240,8 +251,7 @@ class CoLocaliser(nn.Module):
         self.st = SpatialTransformer(localisation_net(config.canvas), "attention", out_size=config.out_size)
         self.encoder = build_model(encoder_config(config.encoder_width))
         self.encoder.requires_grad_(False)
-        self.register_buffer("trajectory", torch.full((len(RECORD_STEPS), config.num_images, 3), float("nan")))
-        self.register_buffer("recorded", torch.zeros(len(RECORD_STEPS), dtype=torch.bool))
+        self.curriculum_scale: float | None = None
 
     def forward(self, x: torch.Tensor, scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         expected = (1, self.config.canvas, self.config.canvas)
@@ -254,21 +264,7 @@ class CoLocaliser(nn.Module):
         return self.st.sample(x, theta), theta
 
     def embed(self, crops: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        return cnn_embedding(self.encoder, crops, normalize)
-
-    @torch.no_grad()
-    def record(self, step: int, theta: torch.Tensor) -> None:
-        """Store theta (num_images, 3) as the state after ``step`` completed steps, if ``step`` is in
-        :data:`RECORD_STEPS` (other steps are ignored)."""
-        if step in RECORD_STEPS and theta.shape[0] == self.config.num_images:
-            k = RECORD_STEPS.index(step)
-            self.trajectory[k] = theta.detach().to(self.trajectory.dtype)
-            self.recorded[k] = True
-
-    def recorded_trajectory(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(steps (K,), theta (K, num_images, 3)) of the recorded states, in step order."""
-        idx = torch.nonzero(self.recorded.cpu()).flatten()
-        return torch.tensor(RECORD_STEPS)[idx], self.trajectory.detach().cpu()[idx]
+        return cnn_embedding(self.encoder, crops, normalize, self.config.embedding)
 
 
 def pairwise_sq_distances(e: torch.Tensor) -> torch.Tensor:
@@ -303,20 +299,15 @@ def triplet_hinge_loss(model: CoLocaliser, batch: Sequence[torch.Tensor]) -> tup
     sampler); the random patches carry none.
 
     Args:
-        model: a :class:`CoLocaliser`.
-        batch: ``(x, crops)``, ``(x, crops, step)`` or ``(x, crops, step, scale)``: x (N, 1, S, S) the
-            problem's images; crops (N, 3) attention parameters (s, t_x, t_y) of the random patches;
-            step, the number of completed steps (a 0-d tensor), for :meth:`CoLocaliser.record`; scale,
-            the curriculum's scale at this step (a 0-d tensor, NaN where the scale is learned).
+        model: a :class:`CoLocaliser`; its ``curriculum_scale`` (None: learned) sets the window's scale.
+        batch: ``(x, crops)``: x (N, 1, S, S) the problem's images; crops (N, 3) attention parameters
+            (s, t_x, t_y) of the random patches.
 
     Returns:
         ``(loss, {"loss", "active"})``; "active" is the % of triplets whose hinge is non-zero.
     """
-    x, crops = batch[0], batch[1]
-    scale = float(batch[3]) if len(batch) > 3 else math.nan
-    out, theta = model(x, None if math.isnan(scale) else scale)
-    if len(batch) > 2:
-        model.record(int(batch[2]), theta)
+    x, crops = batch
+    out, _ = model(x, model.curriculum_scale)
     with torch.no_grad():
         e_rand = model.embed(model.st.sample(x, crops))
     loss, active = hinge_triplets(model.embed(out), e_rand, model.config.alpha)
@@ -386,9 +377,9 @@ def cell_id(variant: str, digit: int) -> str:
 
 
 def colocalisation_cells() -> list[Cell]:
-    """The encoder first (every other cell needs it), then T and TC for every digit."""
+    """The encoder first, then T and TC for every digit, each declaring that it needs the encoder."""
     cells = [Cell(EXPERIMENT, ENCODER_CELL, "mnist", encoder_config())]
-    cells += [Cell(EXPERIMENT, cell_id(v, d), v, CoLocalisationConfig(digit=d, variant=v))
+    cells += [Cell(EXPERIMENT, cell_id(v, d), v, CoLocalisationConfig(digit=d, variant=v), needs=(ENCODER_CELL,))
               for v in VARIANTS for d in DIGITS]
     return cells
 
@@ -402,12 +393,13 @@ def problem(config: CoLocalisationConfig) -> dict:
                               canvas=config.canvas)
 
 
-def encoder_artifact(profile: Profile, seed: int, device: torch.device, root: Path | None) -> Path:
-    """The folder of the encoder artifact of ``profile`` under ``root`` (None: ``results/``), training it
-    first if missing."""
-    cell = Cell(EXPERIMENT, ENCODER_CELL, "mnist", encoder_config())
-    run_cell(cell, profile, seed, str(device), progress=False, root=root)
-    return artifact_dir(cell, profile.name, root)
+def use_dependencies(config, folders: dict[str, Path]):
+    """A class cell's config with ``encoder_dir`` set to the encoder artifact's folder (relative to ``results/``
+    when it lies there, so committed metrics name no machine's paths)."""
+    folder = folders[ENCODER_CELL].resolve()
+    base = results_dir().resolve()
+    where = folder.relative_to(base).as_posix() if folder.is_relative_to(base) else str(folder)
+    return dataclasses.replace(config, encoder_dir=where)
 
 
 def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device, root: Path | None = None):
@@ -419,37 +411,54 @@ def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device, roo
         n = profile.test_size
         return (DistortedMNIST("none", x, y, profile.batch_size, seed=seed, device=device),
                 fixed_test_set("none", tx, ty, n=n))
-    config: CoLocalisationConfig = cell.model
-    # the encoder of this run's results root (a cell's own encoder_root wins), so that a run into another
-    # root never touches the committed encoder
-    enc_root = Path(config.encoder_root) if config.encoder_root is not None else root
-    folder = encoder_artifact(profile, seed, device, enc_root).resolve()
-    # relative to results/ when it lies there, so committed metrics name no machine's paths
-    config.encoder_dir = (folder.relative_to(results_dir().resolve()).as_posix()
-                          if folder.is_relative_to(results_dir().resolve()) else str(folder))
-    data = problem(config)
-    steps = profile.steps_for(cell.id)
-    source = CoLocalisationBatches(data["x"], seed=seed, device=device)
-    return StepBatches(source, lambda step: config.scale_at(step, steps)), {"problem": data}
+    data = problem(cell.model)
+    return CoLocalisationBatches(data["x"], seed=seed, device=device), {"problem": data}
 
 
-class StepBatches:
-    """Wraps a batch source so every batch also says its step (for :meth:`CoLocaliser.record`) and the
-    curriculum's scale at that step (``scale_at(step)``; NaN where the scale is learned)."""
+class ScaleCurriculum(Callback):
+    """Before every step, sets ``model.curriculum_scale`` to the scale of the config's curriculum at that step
+    (:meth:`CoLocalisationConfig.scale_at`; None where the scale is learned)."""
 
-    def __init__(self, source, scale_at=lambda step: None):
-        self.source = source
-        self.scale_at = scale_at
+    def on_step_start(self, trainer, step: int) -> None:
+        model = trainer.model
+        model.curriculum_scale = model.config.scale_at(step, trainer.config.steps)
 
-    def batch(self, step: int) -> tuple:
-        scale = self.scale_at(int(step))
-        scale = torch.tensor(math.nan if scale is None else scale)
-        return (*self.source.batch(step), torch.tensor(int(step)), scale)
+
+class TrajectoryRecorder(Callback):
+    """Keeps theta (num_images, 3) of the problem's images before each step in ``steps`` (so, after that many
+    completed steps), as ``trainer.records["trajectory"]``: a list of ``{"step", "theta"}``. Runs after
+    :class:`ScaleCurriculum`, so theta is the one the step's loss sees."""
+
+    def __init__(self, images: torch.Tensor, steps: Sequence[int] = RECORD_STEPS):
+        self.images = images
+        self.steps = set(steps)
+
+    @torch.no_grad()
+    def on_step_start(self, trainer, step: int) -> None:
+        done = trainer.records.setdefault("trajectory", [])
+        if step in self.steps and all(r["step"] != step for r in done):
+            model, dev = trainer.model, trainer.device
+            with autocast(dev, trainer.config.precision):  # the precision of the step's own forward
+                _, theta = model(self.images.to(dev), model.curriculum_scale)
+            done.append({"step": step, "theta": theta.float().cpu()})
+
+
+def callbacks(cell: Cell, test: dict) -> list[Callback]:
+    """The class cells' callbacks (the curriculum first); the encoder has none."""
+    if "problem" not in test:
+        return []
+    return [ScaleCurriculum(), TrajectoryRecorder(test["problem"]["x"])]
+
+
+def trajectory(analysis: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(steps (K,), theta (K, num_images, 3)) recorded along a class cell's training, in step order."""
+    rec = sorted(analysis["records"]["trajectory"], key=lambda r: r["step"])
+    return torch.tensor([r["step"] for r in rec]), torch.stack([r["theta"] for r in rec])
 
 
 def build(config) -> nn.Module:
     """The encoder cell: the CNN classifier. A class cell: a :class:`CoLocaliser` whose embedding CNN is
-    loaded from ``config.encoder_dir`` (the encoder artifact, see :func:`make_data`)."""
+    loaded from ``config.encoder_dir`` (the encoder artifact, see :func:`use_dependencies`)."""
     if isinstance(config, ModelConfig):
         return build_model(config)
     model = CoLocaliser(config)
@@ -476,7 +485,7 @@ def loss(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
 @torch.no_grad()
 def analyse(model: nn.Module, test: dict, cell: Cell) -> dict:
     """Encoder: its test predictions. Co-localiser: final theta, IoU and success on the problem's images,
-    the recorded trajectory (steps, theta) and the true boxes (all CPU tensors)."""
+    and the true boxes (all CPU tensors); the trajectory is in the records (:func:`trajectory`)."""
     model.eval()
     dev = next(model.parameters()).device
     if not isinstance(model, CoLocaliser):
@@ -487,24 +496,21 @@ def analyse(model: nn.Module, test: dict, cell: Cell) -> dict:
     _, theta = model(data["x"].to(dev))
     theta = theta.float().cpu()
     scores = localisation_scores(theta, data["box"], model.config.canvas)
-    steps, trajectory = model.recorded_trajectory()
-    success_curve = [localisation_scores(t, data["box"], model.config.canvas)["success"] for t in trajectory]
     x = data["x"].to(dev)
     losses = {f"loss_{name}": loss_at(model, x, th.to(dev)) for name, th in
               [("learned", theta), ("true", true_theta(data["box"], model.config.canvas)),
                ("identity", model.st.transform.identity().expand(len(x), 3))]}
     model.train()
     return {"theta": theta, "iou": scores["iou"], "box": data["box"].float(), "index": data["index"],
-            "trajectory_steps": steps, "trajectory": trajectory,
-            "trajectory_success": torch.tensor(success_curve),
             "metrics": {"success": scores["success"], "mean_iou": scores["iou"].mean().item(),
                         "digit": model.config.digit, "variant": model.config.variant,
                         "encoder_dir": model.config.encoder_dir, **losses}}
 
 
 COLOCALISATION = register(Experiment(EXPERIMENT, colocalisation_cells, PROFILES, make_data, build, rebuild, analyse,
-                                     loss))
+                                     loss, callbacks=callbacks, use_dependencies=use_dependencies))
 
-__all__ = ["COLOCALISATION", "CoLocalisationConfig", "CoLocaliser", "RECORD_STEPS", "cnn_embedding",
-           "colocalisation_cells", "encoder_config", "hinge_triplets", "localisation_net", "localisation_scores",
-           "loss_at", "pairwise_sq_distances", "predicted_boxes", "problem", "triplet_hinge_loss", "true_theta"]
+__all__ = ["COLOCALISATION", "CoLocalisationConfig", "CoLocaliser", "RECORD_STEPS", "ScaleCurriculum",
+           "TrajectoryRecorder", "callbacks", "cnn_embedding", "colocalisation_cells", "encoder_config",
+           "hinge_triplets", "localisation_net", "localisation_scores", "loss_at", "pairwise_sq_distances",
+           "predicted_boxes", "problem", "trajectory", "triplet_hinge_loss", "true_theta", "use_dependencies"]

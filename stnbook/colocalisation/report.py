@@ -20,9 +20,11 @@ from stnbook.colocalisation.experiment import (
     VARIANTS,
     CoLocalisationConfig,
     cell_id,
+    localisation_scores,
     loss_at,
     predicted_boxes,
     problem,
+    trajectory,
     true_theta,
 )
 from stnbook.experiments import load_results
@@ -50,12 +52,16 @@ def provenance(results: dict[str, dict]) -> str:
     return common.provenance(results, EXPERIMENT)
 
 
-def encoder_line(results: dict[str, dict]) -> str:
+def encoder_key_numbers(results: dict[str, dict]) -> dict[str, str]:
+    """The embedding CNN's numbers for the chapter's text (keys ``coloc_enc_*``; "n/a" without its artifact):
+    parameters, % test error on MNIST, test digits, training steps, batch and seconds."""
     m = results.get(ENCODER_CELL)
+    keys = ["params", "error", "test", "steps", "batch", "seconds"]
     if m is None:
-        return "[no encoder artifact]"
-    return (f"embedding CNN e(): {m['params']:,} parameters, {m['test_error']:.2f}% error on {m['test_size']:,} "
-            f"MNIST test digits after {m['steps']} steps at batch {m['batch_size']} ({m['wall_time_s']:.0f} s)")
+        return {f"coloc_enc_{k}": "n/a" for k in keys}
+    values = [f"{m['params']:,}", f"{m['test_error']:.2f}", f"{m['test_size']:,}", f"{m['steps']:,}",
+              f"{m['batch_size']}", f"{m['wall_time_s']:.0f}"]
+    return {f"coloc_enc_{k}": v for k, v in zip(keys, values)}
 
 
 def success_html(results: dict[str, dict]) -> str:
@@ -72,17 +78,18 @@ def success_html(results: dict[str, dict]) -> str:
     return (f"<table class='stn-table'><tr><th>% localised (IoU &gt; 0.5)</th>{head}</tr>{''.join(rows)}</table>")
 
 
-def summary(results: dict[str, dict]) -> list[str]:
-    """Per variant: mean success over the classes run, beside the paper's."""
-    lines = []
+def success_key_numbers(results: dict[str, dict]) -> dict[str, str]:
+    """Per variant ``v`` (t, tc), the numbers the chapter's text quotes about ``results`` (keys ``coloc_run_<v>_*``;
+    "n/a" where no class was run): how many classes were run (``classes``, e.g. "10 classes"), the mean % of images
+    localised over them (``mean``) and its range over the classes (``range``, e.g. "0-100")."""
+    out = {}
     for v in VARIANTS:
-        ms = [results[cell_id(v, d)] for d in DIGITS if cell_id(v, d) in results]
-        if ms:
-            mean = sum(m["success"] for m in ms) / len(ms)
-            lo, hi = min(m["success"] for m in ms), max(m["success"] for m in ms)
-            lines.append(f"{v}: {len(ms)} classes, {mean:.1f}% localised on average (range {lo:.0f}-{hi:.0f}%); "
-                         f"paper: {PAPER_SUCCESS[v].replace('&ndash;', '-')}%")
-    return lines
+        k = f"coloc_run_{v.lower()}"
+        ms = [results[cell_id(v, d)]["success"] for d in DIGITS if cell_id(v, d) in results]
+        out[f"{k}_classes"] = f"{len(ms)} class{'es' if len(ms) > 1 else ''}" if ms else "n/a"
+        out[f"{k}_mean"] = f"{sum(ms) / len(ms):.1f}" if ms else "n/a"
+        out[f"{k}_range"] = f"{min(ms):.0f}-{max(ms):.0f}" if ms else "n/a"
+    return out
 
 
 def full_results() -> dict[str, dict]:
@@ -90,29 +97,33 @@ def full_results() -> dict[str, dict]:
     return load_results(EXPERIMENT, "full")
 
 
-def replicate_results() -> dict[str, dict]:
-    """The committed replicate run (the full budget with another seed, encoder included)."""
-    return load_results(EXPERIMENT, "replicate")
+SEEDS = (0, 1, 2)  # the full profile's seeds with committed artifacts (each with its own encoder)
 
 
-def seeds_html(results: dict[str, dict], replicate: dict[str, dict]) -> str:
-    """Per digit and variant: % of images localised in the full run and in the replicate, with their seeds."""
-    if not replicate:
-        return "<p>No replicate artifacts.</p>"
-    seeds = [next(m["seed"] for c, m in r.items() if c != ENCODER_CELL) for r in (results, replicate)]
-    head = "".join(f"<th>{v}, seed {seeds[0]}</th><th>{v}, seed {seeds[1]}</th>" for v in VARIANTS)
+def seed_results(seeds=SEEDS) -> dict[int, dict[str, dict]]:
+    """The committed full runs by seed (seeds without artifacts left out)."""
+    runs = {s: load_results(EXPERIMENT, "full", seed=s) for s in seeds}
+    return {s: r for s, r in runs.items() if r}
+
+
+def seeds_html(runs: dict[int, dict[str, dict]]) -> str:
+    """Per digit and variant: % of images localised with each seed, and the mean over the classes per seed."""
+    if len(runs) < 2:
+        return "<p>Fewer than two seeds have artifacts.</p>"
+    seeds = sorted(runs)
+    head = "".join(f"<th>{v}, seed {s}</th>" for v in VARIANTS for s in seeds)
     rows = []
     for d in DIGITS:
         tds = []
         for v in VARIANTS:
-            for r in (results, replicate):
-                m = r.get(cell_id(v, d))
+            for s in seeds:
+                m = runs[s].get(cell_id(v, d))
                 tds.append("<td>&ndash;</td>" if m is None else f"<td>{m['success']:.0f}</td>")
         rows.append(f"<tr><th>{d}</th>{''.join(tds)}</tr>")
     means = []
     for v in VARIANTS:
-        for r in (results, replicate):
-            ms = [r[cell_id(v, d)]["success"] for d in DIGITS if cell_id(v, d) in r]
+        for s in seeds:
+            ms = [runs[s][cell_id(v, d)]["success"] for d in DIGITS if cell_id(v, d) in runs[s]]
             means.append(f"<td><b>{sum(ms) / len(ms):.1f}</b></td>" if ms else "<td>&ndash;</td>")
     rows.append(f"<tr><th>mean</th>{''.join(means)}</tr>")
     return f"<table class='stn-table'><tr><th>% localised</th>{head}</tr>{''.join(rows)}</table>"
@@ -150,26 +161,18 @@ def embedding_scale_html(profile: str, cells) -> str:
             "<th>raw: found</th><th>raw: true</th></tr>" + "".join(rows) + "</table>")
 
 
-def loss_verdict(results: dict[str, dict]) -> str:
+def loss_key_numbers(results: dict[str, dict]) -> dict[str, str]:
+    """The loss comparison's numbers for the chapter's text (keys ``coloc_loss_*``; "n/a" without problems): in how
+    many problems the true boxes have a lower loss than the windows training found (``truth_lower``) of how many
+    (``problems``), and the mean loss at the true boxes and at the windows found (``true``, ``found``)."""
     ms = [m for m in results.values() if "loss_true" in m]
     if not ms:
-        return ""
-    lower = sum(m["loss_true"] < m["loss_learned"] for m in ms)
-    return (f"the true boxes have a lower loss than the solution found in {lower} of {len(ms)} problems "
-            f"(mean {sum(m['loss_true'] for m in ms) / len(ms):.3f} vs "
-            f"{sum(m['loss_learned'] for m in ms) / len(ms):.3f})")
-
-
-def closing(results: dict[str, dict]) -> str:
-    """The closing note in Markdown, computed from the artifacts: success per variant beside the paper's, the
-    encoder, and whether the objective or the optimisation is to blame."""
-    if not any(k != ENCODER_CELL for k in results):
-        return "No co-localisation artifacts: nothing to conclude."
-    lines = [f"- {line}" for line in summary(results)]
-    lines.append(f"- {encoder_line(results)}")
-    lines.append(f"- {loss_verdict(results)}: where the truth is lower, the objective is right and the optimisation "
-                 "missed; where it is not, the objective itself prefers what training found.")
-    return "\n".join(lines)
+        return dict.fromkeys(["coloc_loss_truth_lower", "coloc_loss_problems", "coloc_loss_true", "coloc_loss_found"],
+                             "n/a")
+    return {"coloc_loss_truth_lower": str(sum(m["loss_true"] < m["loss_learned"] for m in ms)),
+            "coloc_loss_problems": str(len(ms)),
+            "coloc_loss_true": f"{sum(m['loss_true'] for m in ms) / len(ms):.3f}",
+            "coloc_loss_found": f"{sum(m['loss_learned'] for m in ms) / len(ms):.3f}"}
 
 
 def _draw_box(ax, box, color, lw=1.4, alpha=1.0):
@@ -211,6 +214,17 @@ def plot_found(model, analysis: dict, cell: str, n: int = 8):
     return fig
 
 
+def showcase_cells(results: dict[str, dict]) -> list[str]:
+    """The problems the chapter's figures show: the best- and the worst-localised T problem and the best TC one
+    (the lowest digit among ties); the smoke profile's cells when those are all there is."""
+    def pick(variant: str, best: bool) -> str | None:
+        got = [(m["success"], -d if best else d, cell_id(variant, d)) for d in DIGITS
+               if (m := results.get(cell_id(variant, d))) is not None]
+        return (max(got) if best else min(got))[2] if got else None
+    picks = [pick("T", True), pick("T", False), pick("TC", True)]
+    return list(dict.fromkeys(c for c in picks if c is not None))
+
+
 def figure_found(profile: str, cells, n: int = 8) -> list:
     return common.cell_figures(EXPERIMENT, profile, cells, lambda c, m, model, a: plot_found(model, a, c, n))
 
@@ -220,10 +234,10 @@ def plot_trajectory(model, analysis: dict, metrics: dict, cell: str, n: int = 4)
     images localised after each recorded step."""
     cfg = model.config
     x = problem(cfg)["x"][:n]
-    steps, traj = analysis["trajectory_steps"], analysis["trajectory"]
+    steps, traj = trajectory(analysis)
     steps = torch.cat([steps, torch.tensor([metrics["steps"]])])
     traj = torch.cat([traj, analysis["theta"][None]])
-    success = list(analysis["trajectory_success"].tolist()) + [metrics["success"]]
+    success = [localisation_scores(t, analysis["box"], cfg.canvas)["success"] for t in traj]
     fig, axes = plt.subplots(1, n + 1, figsize=(2.2 * (n + 1), 2.5), squeeze=False)
     cmap = plt.get_cmap("plasma")
     for j in range(n):
@@ -247,7 +261,7 @@ def figure_trajectory(profile: str, cells, n: int = 4) -> list:
     return common.cell_figures(EXPERIMENT, profile, cells, lambda c, m, model, a: plot_trajectory(model, a, m, c, n))
 
 
-__all__ = ["PAPER_SUCCESS", "SMOKE_CELLS", "chapter_cell", "chapter_results", "closing", "embedding_scale_html",
-           "encoder_line", "figure_found", "figure_trajectory", "full_results", "loss_html", "loss_verdict",
-           "plot_found", "plot_problems", "plot_trajectory", "provenance", "replicate_results", "seeds_html",
-           "success_html", "summary"]
+__all__ = ["PAPER_SUCCESS", "SMOKE_CELLS", "chapter_cell", "chapter_results", "embedding_scale_html",
+           "encoder_key_numbers", "figure_found", "figure_trajectory", "full_results", "loss_html", "loss_key_numbers",
+           "plot_found", "plot_problems", "showcase_cells", "plot_trajectory", "provenance", "SEEDS", "seed_results", "seeds_html",
+           "success_html", "success_key_numbers"]

@@ -183,6 +183,9 @@ def key_numbers(b: dict[str, dict | None]) -> dict[str, str]:
     out["conv_speedup_median"] = _fmt(statistics.median(conv)) if conv else "n/a"
     proc = (step or {}).get("processes")
     out["proc_ratio"] = _fmt(proc["ratio_two_processes_vs_two_threads"]) if proc else "n/a"
+    out["proc_model"] = proc["model"] if proc else "n/a"
+    out["proc_two_single"] = f"{proc['two_single_thread_processes_steps_per_s']:.1f}" if proc else "n/a"
+    out["proc_one_double"] = f"{proc['one_two_thread_process_steps_per_s']:.1f}" if proc else "n/a"
     floor = {r["setup"]: r for r in (b.get("floor-cpu") or {}).get("rows", [])}
     gpu = {r["setup"]: r for r in (b.get("overhead-cuda") or {}).get("rows", [])}
     for setup in ("R", "RTS", "TC"):

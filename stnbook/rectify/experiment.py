@@ -31,6 +31,18 @@ PROFILES: dict[str, Profile] = {
     "full": Profile("full", steps=60_000, batch_size=128, lr=1e-3, eval_every=5_000,
                     description="60,000 Adam steps at batch 128 (128 epochs), cosine decay, lr 1e-3"),
 }
+# does a faster-learning localisation net rectify sooner? The full profile with the transformer's parameters at
+# 3x / 10x the classifier's rate (the rectification slope of the full profile grows while the rate is high and
+# stops as the cosine decay ends)
+for _mult in (3, 10):
+    PROFILES[f"loclr{_mult}"] = Profile(
+        f"loclr{_mult}", steps=60_000, batch_size=128, lr=1e-3, eval_every=5_000,
+        train_overrides={"loc_lr_mult": float(_mult)},
+        description=f"the full profile with the localisation net at {_mult}x the learning rate")
+# does a classifier with less capacity to absorb the rotation itself push the transformer to undo it?
+PROFILES["narrow"] = Profile(
+    "narrow", steps=60_000, batch_size=128, lr=1e-3, eval_every=5_000, model_overrides={"*-st-cnn-*": {"width": 12}},
+    description="the full profile with the ST-CNN's classifier at width 12 (instead of the budget's 27)")
 
 
 def rectify_cells() -> list[Cell]:

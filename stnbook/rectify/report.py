@@ -88,7 +88,93 @@ def rectify_key_numbers(rect: dict[str, dict], paper_rect: dict | None) -> dict[
         "r180_cnn_error": get("R180-st-cnn-affine", lambda m: f"{m['test_error']:.2f}"),
         "paper_cnn_slope": "n/a" if paper_rect is None else
         f"{abs(paper_rect['rotation']['slope']):.2f} at step {paper_rect['step']:,}",
+        # the paper-schedule run at its latest state, signed as measured
+        "rect_paper_step": "n/a" if paper_rect is None else f"{paper_rect['step']:,}",
+        "rect_paper_slope": "n/a" if paper_rect is None else f"{paper_rect['rotation']['slope']:+.2f}",
+        "rect_paper_r": "n/a" if paper_rect is None else f"{paper_rect['rotation']['r']:+.2f}",
+        "rect_paper_error": "n/a" if paper_rect is None or paper_rect["error"] is None else f"{paper_rect['error']:.2f}",
     }
+
+
+VARIANT_PROFILES = ("full", "loclr3", "loclr10", "narrow")  # the recipe, and what was changed in it
+
+
+def variant_progress(cell: str = "R-st-cnn-affine", profiles=VARIANT_PROFILES) -> dict[str, dict]:
+    """Per rectify profile with an artifact or a checkpoint of ``cell``: its description, state, step reached and
+    eval history (test error, rotation slope and r on the probe's 1,000 test images at every evaluation)."""
+    import json
+
+    from stnbook.experiments import artifact_dir, get_cells, get_profile, run_dir_of
+    from stnlib.io import safe_torch_load
+
+    c = get_cells("rectify", [cell])[0]
+    out = {}
+    for name in profiles:
+        prof = get_profile("rectify", name)
+        done, ckpt = artifact_dir(c, name) / "metrics.json", run_dir_of(c, name) / "checkpoint.pt"
+        if done.exists():
+            m = json.loads(done.read_text())
+            state, step, evals = "finished", m["steps"], m["eval_history"]
+        elif ckpt.exists():
+            st = safe_torch_load(ckpt, map_location="cpu")
+            state, step, evals = "stopped", int(st["step"]), st["eval_history"]
+        else:
+            continue
+        out[name] = {"description": prof.description, "state": state, "step": step, "of": prof.steps,
+                     "evals": [e for e in evals if "rect_slope" in e]}
+    return out
+
+
+def variants_html(progress: dict[str, dict], at: tuple[int, ...] = (5_000, 10_000, 15_000, 30_000, 60_000)) -> str:
+    """HTML table: per variant, the rotation slope (and test error) at the same steps of training."""
+    body = []
+    for name, p in progress.items():
+        by_step = {e["step"]: e for e in p["evals"]}
+        cells = [f"{by_step[s]['rect_slope']:+.2f} ({by_step[s]['error']:.2f}%)" if s in by_step else "&ndash;"
+                 for s in at]
+        body.append([name, p["description"], *cells, f"{p['step']:,} of {p['of']:,}"])
+    return html_table(["profile", "what changes", *(f"step {s:,}" for s in at), "trained"], body)
+
+
+def plot_variants(progress: dict[str, dict], ax=None):
+    """Rotation slope over training per variant (magnitude; 1 = the whole rotation undone)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.0, 3.0))
+    for name, p in progress.items():
+        pts = [(e["step"], abs(e["rect_slope"])) for e in p["evals"]]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, label=name)
+    ax.axhspan(0.8, 1.2, color="0.9", zorder=0)
+    ax.set(xlabel="Adam step (batch 128)", ylabel="|rotation slope|", ylim=(0, 1.25))
+    ax.legend(fontsize=7)
+    ax.figure.tight_layout()
+    return ax
+
+
+def variant_key_numbers(progress: dict[str, dict], step: int = 15_000) -> dict[str, str]:
+    """|slope| of each variant at ``step`` (keys ``rect_var_<profile>``; "n/a" where it did not get there), and
+    the best of them."""
+    out, best = {}, None
+    for name in VARIANT_PROFILES:
+        e = next((e for e in progress.get(name, {}).get("evals", []) if e["step"] == step), None)
+        out[f"rect_var_{name}"] = "n/a" if e is None else f"{abs(e['rect_slope']):.2f}"
+        if e is not None and (best is None or abs(e["rect_slope"]) > best[1]):
+            best = (name, abs(e["rect_slope"]))
+    out["rect_var_step"] = f"{step:,}"
+    out["rect_var_best"] = "n/a" if best is None else best[0]
+    # the narrow classifier against the recipe, at the evaluations both reached
+    full = {e["step"]: e for e in progress.get("full", {}).get("evals", [])}
+    both = [(e, full[e["step"]]) for e in progress.get("narrow", {}).get("evals", []) if e["step"] in full]
+    out["rect_var_narrow_more"] = str(sum(abs(n["rect_slope"]) > abs(f["rect_slope"]) for n, f in both))
+    out["rect_var_narrow_worse"] = str(sum(n["error"] > f["error"] for n, f in both))
+    out["rect_var_common"] = str(len(both))
+    last = both[-1] if both else None
+    out["rect_var_last_step"] = "n/a" if last is None else f"{last[0]['step']:,}"
+    out["rect_var_last_narrow"] = "n/a" if last is None else \
+        f"{abs(last[0]['rect_slope']):.2f} ({last[0]['error']:.2f}% error)"
+    out["rect_var_last_full"] = "n/a" if last is None else \
+        f"{abs(last[1]['rect_slope']):.2f} ({last[1]['error']:.2f}% error)"
+    return out
 
 
 def rectify_models(profile: str) -> dict[str, object]:

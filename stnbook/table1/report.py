@@ -102,9 +102,11 @@ def trained_explorer(profile: str, cell: str = "RTS-st-cnn-affine", index: int =
     return explorer
 
 
-def st_vs_plain(results: dict[str, dict]) -> list[str]:
-    """Per distortion, the best ST model against the plain model of the same classifier, as sentences."""
-    lines = []
+def st_vs_plain(results: dict[str, dict]) -> list[dict]:
+    """Per distortion and classifier (FCN, CNN) that has both: the best ST model against the plain model, as
+    ``{"distortion", "arch", "transform", "st_error", "plain_error", "better"}`` (``better``: the ST model has the
+    lower error, the paper's ordering)."""
+    out = []
     for d in COLUMNS:
         for arch in ("fcn", "cnn"):
             plain = results.get(cell_id(d, arch, None))
@@ -112,10 +114,17 @@ def st_vs_plain(results: dict[str, dict]) -> list[str]:
                    if cell_id(d, arch, tf) in results]
             if plain and sts:
                 tf, best = min(sts, key=lambda t: t[1]["test_error"])
-                verdict = "better" if best["test_error"] < plain["test_error"] else "not better"
-                lines.append(f"{d}: best ST-{arch.upper()} ({tf}) {best['test_error']:.2f}% vs {arch.upper()} "
-                             f"{plain['test_error']:.2f}% -> {verdict}")
-    return lines
+                out.append({"distortion": d, "arch": arch, "transform": tf, "st_error": best["test_error"],
+                            "plain_error": plain["test_error"], "better": best["test_error"] < plain["test_error"]})
+    return out
+
+
+def st_vs_plain_html(results: dict[str, dict]) -> str:
+    """HTML table of :func:`st_vs_plain`: per distortion and classifier, the best ST model against the plain one."""
+    rows = [[c["distortion"], c["arch"].upper(), row_name(c["arch"], c["transform"]), f"{c['st_error']:.2f}",
+             f"{c['plain_error']:.2f}", "better" if c["better"] else "not better"] for c in st_vs_plain(results)]
+    return html_table(["distortion", "classifier", "best transformer model", "its % error", "plain % error",
+                       "transformer model"], rows, escape=True, row_headers=True)
 
 
 def table1_html(results: dict[str, dict]) -> str:
@@ -159,9 +168,9 @@ def long_table_html(full: dict[str, dict], long: dict[str, dict]) -> str:
     return common.profiles_html(full, long, _paper_by_cell(), _cell_name)
 
 
-def long_gaps(full: dict[str, dict], long: dict[str, dict]) -> list[str]:
-    """Per long-profile cell: ours in the full and the long profile, and the gap to the paper in each."""
-    return common.profile_gap_lines(full, long, _paper_by_cell(), _cell_name)
+def long_gaps_html(full: dict[str, dict], long: dict[str, dict]) -> str:
+    """HTML table, per long-profile cell: ours in the full and the long profile, and the gap to the paper in each."""
+    return common.profile_gaps_html(full, long, _paper_by_cell(), _cell_name)
 
 
 def plot_eval_curves(long: dict[str, dict]):
@@ -264,9 +273,9 @@ def model_describer(model):
 
 
 __all__ = ["PAPER_TABLE1", "SMOKE_CELLS", "chapter_cell", "chapter_results", "error_by_bins", "full_results", "gaps",
-           "long_gaps", "long_results", "long_table_html", "model_describer", "plot_distortions",
-           "plot_error_by_bins", "plot_eval_curves", "plot_st_predictions", "provenance",
-           "table1_html", "test_set"]
+           "long_gaps_html", "long_results", "long_table_html", "model_describer", "plot_distortions",
+           "plot_error_by_bins", "plot_eval_curves", "plot_st_predictions", "provenance", "shortfall_key_numbers",
+           "st_vs_plain", "st_vs_plain_html", "table1_html", "test_set"]
 
 
 def static_trained_explorer(profile: str, cell: str = "RTS-st-cnn-affine", n: int = 16):
@@ -281,22 +290,26 @@ def static_trained_explorer(profile: str, cell: str = "RTS-st-cnn-affine", n: in
     return static_model_explorer(got[1], data["x"], data["y"], title=f"{cell}: what the trained transformer does")
 
 
-def shortfall_summary(results: dict[str, dict]) -> str:
-    """How far the reproduction falls short of the paper, in numbers, computed from the artifacts."""
+def shortfall_key_numbers(results: dict[str, dict]) -> dict[str, str]:
+    """How far the reproduction falls short of the paper, as the numbers the chapter's summary quotes (keys
+    ``table1_*``; "n/a" where there is nothing to compare): cells above the paper's error (``above``) of those
+    compared (``compared``), the median and the worst gap in points (``median_gap``; ``worst_cell``,
+    ``worst_gap``), the range of the ST-CNN cells' error over the paper's (``st_cnn_min``, ``st_cnn_max``), and in
+    how many of the :func:`st_vs_plain` comparisons the transformer model is better (``better``, ``comparisons``)."""
     g = gaps(results)
-    if not g:
-        return "No cells to compare."
-    worse = sum(1 for _, ours, paper in g if ours > paper)
-    diffs = sorted(ours - paper for _, ours, paper in g)
-    median = diffs[len(diffs) // 2]
-    cnn = [(c, o, p) for c, o, p in g if "-st-cnn-" in c]
-    ratio = sorted(o / p for _, o, p in cnn)
+    cnn = sorted(o / p for c, o, p in g if "-st-cnn-" in c)
     verdicts = st_vs_plain(results)
-    better = sum("-> better" in v for v in verdicts)
-    return (f"Ours is above the paper's error in {worse} of {len(g)} cells (median gap {median:+.2f} points, worst "
-            f"{g[0][0]} {g[0][1] - g[0][2]:+.2f}). The ST-CNN cells are {ratio[0]:.1f}x to {ratio[-1]:.1f}x the "
-            f"paper's error. The paper's ordering holds in {better} of {len(verdicts)} comparisons: the best "
-            f"spatial-transformer model beats the plain classifier it wraps.")
+    out = dict.fromkeys(["table1_above", "table1_compared", "table1_median_gap", "table1_worst_cell",
+                         "table1_worst_gap", "table1_st_cnn_min", "table1_st_cnn_max"], "n/a")
+    if g:
+        diffs = sorted(ours - paper for _, ours, paper in g)
+        out.update(table1_above=str(sum(ours > paper for _, ours, paper in g)), table1_compared=str(len(g)),
+                   table1_median_gap=f"{diffs[len(diffs) // 2]:+.2f}", table1_worst_cell=_cell_name(g[0][0]),
+                   table1_worst_gap=f"{g[0][1] - g[0][2]:+.2f}")
+    if cnn:
+        out.update(table1_st_cnn_min=f"{cnn[0]:.1f}", table1_st_cnn_max=f"{cnn[-1]:.1f}")
+    out.update(table1_better=str(sum(c["better"] for c in verdicts)), table1_comparisons=str(len(verdicts)))
+    return out
 
 
 # ---- rectification: did the transformer undo the distortion? ------------------------------------------

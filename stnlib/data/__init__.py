@@ -19,3 +19,9 @@ __all__ += ["DIGIT_SIZE", "DISTORTIONS", "KINDS", "SPLIT_SEEDS", "DistortedMNIST
 from stnlib.data.streams import STREAMS, StepSource, register_stream, stream, stream_generator
 
 __all__ += ["STREAMS", "StepSource", "register_stream", "stream", "stream_generator"]
+
+from stnlib.data.volumes import (PAPER_SIZE, VolumeMNIST, VolumeSpec, apply_pose, pose_matrix, pose_rotation, sample_pose,
+                                 volume_test_set)
+
+__all__ += ["PAPER_SIZE", "VolumeMNIST", "VolumeSpec", "apply_pose", "pose_matrix", "pose_rotation", "sample_pose",
+            "volume_test_set"]

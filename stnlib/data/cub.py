@@ -148,7 +148,7 @@ def _read_rows(path: Path, fields: Sequence[type], text_last: bool = False, requ
 
 
 def _by_id(rows: list[list], path: Path, ids: list[int]) -> dict[int, list]:
-    """rows keyed by their first value, checked against the image ids of images.txt."""
+    """Rows keyed by their first value, checked against the image ids of images.txt."""
     table: dict[int, list] = {}
     for r in rows:
         if r[0] in table:
@@ -269,20 +269,31 @@ class CUBImages:
         meta: from :func:`load_cub`.
         split: "train" or "test".
         size: side S of the square images (448 for the paper's ST-CNNs, 224 for its CNN).
+        cache: keep every image in memory once decoded (3 S^2 bytes each: about 1 GB for the 5,994
+            training images at S = 240), so that only the first epoch reads and decodes JPEG files.
     """
 
-    def __init__(self, meta: CUBMetadata, split: str, size: int = 448):
+    def __init__(self, meta: CUBMetadata, split: str, size: int = 448, cache: bool = False):
         self.meta = meta
         self.rows = meta.split(split)
         self.size = int(size)
         self._centres = meta.head_body_centres()
+        self._cache: dict[int, tuple[torch.Tensor, tuple[int, int]]] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    def _image(self, r: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        if self._cache is not None and r in self._cache:
+            return self._cache[r]
+        got = read_image(self.meta.root / "images" / self.meta.paths[r], self.size)
+        if self._cache is not None:
+            self._cache[r] = got
+        return got
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, torch.Tensor]:
         r = int(self.rows[i])
-        image, (w, h) = read_image(self.meta.root / "images" / self.meta.paths[r], self.size)
+        image, (w, h) = self._image(r)
         # Normalised coordinates do not change when the image is resized: convert in the original's frame.
         return image, int(self.meta.labels[r]), pixel_to_normalized(self._centres[r], (h, w))
 
@@ -292,14 +303,19 @@ class CUBBatches(StepSource):
 
     Epoch ``e``'s order is a permutation from the stream ``"cub.permutation"`` keyed by ``e``; step ``t`` takes the next
     ``batch_size`` images of its epoch (an epoch's last batch holds the remainder), so a resumed run sees
-    the same batches. Images are read from disk each step.
+    the same batches. Images are read from disk each step (unless ``images`` caches them).
+
+    With ``flip``, each image of a batch is mirrored left-right with probability 1/2, drawn from the stream
+    ``"cub.flip"`` keyed by the step (so a batch still depends only on seed and step); the x of its part
+    centres is negated with it, which is exact in the normalised coordinates (``align_corners=False``).
     """
 
-    def __init__(self, images: CUBImages, batch_size: int, seed: int = 0):
+    def __init__(self, images: CUBImages, batch_size: int, seed: int = 0, flip: bool = False):
         if len(images) == 0:
             raise ValueError("the split holds no images")
         super().__init__(len(images), batch_size, seed)
         self.images = images
+        self.flip = bool(flip)
 
     def indices(self, step: int) -> torch.Tensor:
         return self.epoch_indices(step, "cub.permutation")
@@ -308,8 +324,13 @@ class CUBBatches(StepSource):
         if int(step) < 0:
             raise ValueError(f"step must be non-negative, got {step}")
         items = [self.images[int(i)] for i in self.indices(step)]
-        return (torch.stack([it[0] for it in items]), torch.tensor([it[1] for it in items]),
-                torch.stack([it[2] for it in items]))
+        x, y = torch.stack([it[0] for it in items]), torch.tensor([it[1] for it in items])
+        parts = torch.stack([it[2] for it in items])
+        if self.flip:
+            mirror = torch.rand(len(items), generator=self.step_generator(step, "cub.flip")) < 0.5
+            x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
+            parts = torch.where(mirror[:, None, None] & (torch.arange(2) == 0), -parts, parts)
+        return x, y, parts
 
 
 __all__ = ["CUBDataError", "CUBMetadata", "CUBImages", "CUBBatches", "load_cub", "find_root", "read_image",

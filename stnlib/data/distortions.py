@@ -113,13 +113,14 @@ DISTORTIONS: dict[str, DistortionSpec] = {
 
 KINDS: tuple[str, ...] = tuple(DISTORTIONS)
 
-SPLIT_SEEDS: dict[str, int] = {"test": 1234, "addition_test": 2345, "colocalisation": 3456}
+SPLIT_SEEDS: dict[str, int] = {"test": 1234, "addition_test": 2345, "colocalisation": 3456, "volume_test": 4567}
 """Seeds of the fixed evaluation sets, shared by every run of every model so all see the same images.
 
 ``fixed_test_set(kind, ...)`` derives its generator from ``(SPLIT_SEEDS["test"], kind)``, so each
 kind has its own, independent test distortions. :func:`stnlib.data.pairs.addition_test_set` and
 :func:`stnlib.data.pairs.colocalisation_set` derive theirs from ``SPLIT_SEEDS["addition_test"]`` and
-``SPLIT_SEEDS["colocalisation"]``.
+``SPLIT_SEEDS["colocalisation"]``, and :func:`stnlib.data.volumes.volume_test_set` (3D) from
+``SPLIT_SEEDS["volume_test"]``.
 """
 
 _TEST_CHUNK = 1024  # fixed: the chunking is part of what makes a test set bit-identical across runs

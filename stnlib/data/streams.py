@@ -88,7 +88,7 @@ for _name, _number in {
     "addition.first": 11, "addition.second": 12, "addition.distortion": 13, "addition.partner": 14,
     "addition.test": 15,
     "colocalisation.images": 21, "colocalisation.crops": 22,
-    "cub.permutation": 41,
+    "cub.permutation": 41, "cub.flip": 42,
 }.items():
     register_stream(_name, _number)
 

@@ -62,8 +62,8 @@ def fast_settings(device: str | torch.device = "auto", model: nn.Module | None =
     """The fastest accurate ``precision`` / ``channels_last`` for training ``model`` on ``device``, as measured
     by ``python -m stnbook.cost.bench step``: bf16 autocast and channels-last for convolutional models on CPUs with
     bf16 instructions (AMX or AVX-512 BF16), where they make a step 2.6-3.9x faster; fp32 for fully connected
-    models (bf16 makes their 1-7 ms steps slower) and on other CPUs. On a GPU the book's small models are
-    bound by kernel launches, not arithmetic, so fp32 costs nothing there.
+    models (bf16 makes their 1-7 ms steps slower), for models with 3D convolutions, and on other CPUs. On a GPU the
+    book's small models are bound by kernel launches, not arithmetic, so fp32 costs nothing there.
 
     Examples:
         >>> fast_settings("cpu", nn.Linear(4, 2))
@@ -71,7 +71,9 @@ def fast_settings(device: str | torch.device = "auto", model: nn.Module | None =
     """
     device = resolve_device(device)
     convolutional = model is None or any(isinstance(m, nn.Conv2d) for m in model.modules())
-    if device.type == "cpu" and convolutional and _cpu_flags() & {"amx_bf16", "avx512_bf16"}:
+    # channels-last is a 4-D format (5-D weights refuse it), and bf16 made the 3D ST-CNN's step no faster
+    volumetric = model is not None and any(isinstance(m, nn.Conv3d) for m in model.modules())
+    if device.type == "cpu" and convolutional and not volumetric and _cpu_flags() & {"amx_bf16", "avx512_bf16"}:
         return {"precision": "bf16", "channels_last": True}
     return {"precision": "fp32", "channels_last": False}
 

@@ -143,6 +143,10 @@ class Callback:
     def on_train_start(self, trainer: Trainer) -> None:
         """After set-up (and after resuming, when ``trainer.step`` is the resumed step)."""
 
+    def on_step_start(self, trainer: Trainer, step: int) -> None:
+        """Before each optimiser step, before its batch is drawn (``step`` steps are complete): e.g. to set
+        what the step's loss reads from the model, such as a curriculum, or to record the model as it is."""
+
     def on_step_end(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
         """After each optimiser step, before that step's evaluation and checkpoint (so a checkpoint
         includes what callbacks did at its step); ``metrics`` are the step's loss metrics plus ``"lr"``."""
@@ -513,6 +517,8 @@ class Trainer:
         bar = _progress_bar(total=cfg.steps, initial=self.step, disable=not (cfg.progress and main))
         try:
             for step in range(self.step, cfg.steps):
+                for cb in self.callbacks:
+                    cb.on_step_start(self, step)
                 batch = _to_device(train_data.batch(step), self.device)
                 metrics = self._train_step(step, batch)
                 self.step = step + 1
