@@ -121,7 +121,9 @@ def variant_progress(cell: str = "R-st-cnn-affine", profiles=VARIANT_PROFILES) -
         else:
             continue
         out[name] = {"description": prof.description, "state": state, "step": step, "of": prof.steps,
-                     "evals": [e for e in evals if "rect_slope" in e]}
+                     "evals": [e for e in evals if "rect_slope" in e],
+                     "final": ({"rectification": m["rectification"], "test_error": m["test_error"]}
+                               if state == "finished" else None)}
     return out
 
 
@@ -168,12 +170,14 @@ def variant_key_numbers(progress: dict[str, dict], step: int = 15_000) -> dict[s
     out["rect_var_narrow_more"] = str(sum(abs(n["rect_slope"]) > abs(f["rect_slope"]) for n, f in both))
     out["rect_var_narrow_worse"] = str(sum(n["error"] > f["error"] for n, f in both))
     out["rect_var_common"] = str(len(both))
-    last = both[-1] if both else None
-    out["rect_var_last_step"] = "n/a" if last is None else f"{last[0]['step']:,}"
-    out["rect_var_last_narrow"] = "n/a" if last is None else \
-        f"{abs(last[0]['rect_slope']):.2f} ({last[0]['error']:.2f}% error)"
-    out["rect_var_last_full"] = "n/a" if last is None else \
-        f"{abs(last[1]['rect_slope']):.2f} ({last[1]['error']:.2f}% error)"
+    # both finished: the fit on the whole test set (10,000 images) at the end of training
+    fin = {name: progress[name]["final"] for name in ("narrow", "full") if progress.get(name, {}).get("final")}
+    for name in ("narrow", "full"):
+        f = fin.get(name)
+        out[f"rect_var_final_{name}"] = "n/a" if f is None else \
+            f"{abs(f['rectification']['slope']):.2f} (r {abs(f['rectification']['r']):.2f}, {f['test_error']:.2f}% error)"
+    out["rect_var_final_cmp"] = "n/a" if len(fin) < 2 else (
+        "higher" if abs(fin["narrow"]["rectification"]["slope"]) > abs(fin["full"]["rectification"]["slope"]) else "lower")
     return out
 
 

@@ -160,7 +160,7 @@ def _uniform(n: int, lo: float, hi: float, g: torch.Generator, shape=()) -> torc
 
 def sample_distortion(kind: str, n: int, generator: torch.Generator, *, canvas: int | None = None,
                       clutter: int | None = None, pool_size: int | None = None,
-                      digit_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                      digit_index: torch.Tensor | None = None, clutter_size: int | None = None) -> dict[str, torch.Tensor]:
     """Draw the random parameters of ``n`` distortions of ``kind``; nothing is warped here.
 
     Every entry has leading dimension ``n`` (so a dict can be indexed per sample); float entries are
@@ -178,7 +178,8 @@ def sample_distortion(kind: str, n: int, generator: torch.Generator, *, canvas: 
     * "TC": ``translation`` (n, 2) px (integer-valued: the frame's top-left corner uniform in
       0..canvas-28), ``clutter_index`` (n, K) int64 into the clutter pool, ``clutter_crop`` (n, K, 2)
       int64 top-left (x, y) of the crop in the source digit, ``clutter_pos`` (n, K, 2) int64 top-left
-      (x, y) of the patch on the canvas.
+      (x, y) of the patch on the canvas, ``clutter_size`` (n,) int64, the patches' side (no random
+      number drawn; the RAM protocols of :mod:`stnlib.data.cluttered` use 8).
 
     Args:
         kind: one of :data:`KINDS`.
@@ -187,6 +188,8 @@ def sample_distortion(kind: str, n: int, generator: torch.Generator, *, canvas: 
         canvas: output side for "RTS" (default 42) and "TC" (default 60; co-localisation uses 84);
             the other kinds are 28 x 28.
         clutter: "TC" only: number K of clutter patches (default 6).
+        clutter_size: "TC" only: side of each square clutter patch in pixels, 1 to 28 and at most the
+            canvas (default 6, the paper's).
         pool_size: "TC" only: number of digits clutter is cut from (default ``n``: the batch itself).
         digit_index: "TC" only: (n,) position of each distorted digit in the pool, which its clutter
             must not come from. Default: ``arange(n)`` when the pool is the batch; no exclusion when
@@ -209,8 +212,9 @@ def sample_distortion(kind: str, n: int, generator: torch.Generator, *, canvas: 
     size = spec.canvas if canvas is None else int(canvas)
     if size < DIGIT_SIZE:
         raise ValueError(f"canvas must be at least {DIGIT_SIZE}, got {size}")
-    if kind != "TC" and (clutter is not None or pool_size is not None or digit_index is not None):
-        raise ValueError("clutter, pool_size and digit_index apply to 'TC' only")
+    if kind != "TC" and (clutter is not None or pool_size is not None or digit_index is not None
+                         or clutter_size is not None):
+        raise ValueError("clutter, clutter_size, pool_size and digit_index apply to 'TC' only")
     g = generator
     params: dict[str, torch.Tensor] = {"canvas": torch.full((n,), size, dtype=torch.int64, device=g.device)}
     if kind in ("R", "R180", "RTS"):
@@ -226,7 +230,7 @@ def sample_distortion(kind: str, n: int, generator: torch.Generator, *, canvas: 
         k = _tps().control.shape[0]
         params["control_offset"] = spec.control_std_px * torch.randn(n, k, 2, generator=g, device=g.device, dtype=torch.float64)
     elif kind == "TC":
-        params.update(_sample_placement_and_clutter(n, size, spec, g, clutter, pool_size, digit_index))
+        params.update(_sample_placement_and_clutter(n, size, spec, g, clutter, pool_size, digit_index, clutter_size))
     return params
 
 
@@ -254,11 +258,13 @@ def _is_convex(scale: torch.Tensor, corner_offset: torch.Tensor) -> torch.Tensor
     return ((edge[..., 0] * nxt[..., 1] - edge[..., 1] * nxt[..., 0]) > 0).all(dim=1)
 
 
-def _sample_placement_and_clutter(n, size, spec, g, clutter, pool_size, digit_index):
+def _sample_placement_and_clutter(n, size, spec, g, clutter, pool_size, digit_index, clutter_size=None):
     count = spec.clutter_count if clutter is None else int(clutter)
-    patch = spec.clutter_size
+    patch = spec.clutter_size if clutter_size is None else int(clutter_size)
     if count < 0:
         raise ValueError(f"clutter must be non-negative, got {count}")
+    if not 1 <= patch <= DIGIT_SIZE:
+        raise ValueError(f"clutter_size must be 1 to {DIGIT_SIZE} (a crop of a digit), got {patch}")
     exclude = digit_index is not None or pool_size is None
     pool = n if pool_size is None else int(pool_size)
     if digit_index is None:
@@ -276,6 +282,7 @@ def _sample_placement_and_clutter(n, size, spec, g, clutter, pool_size, digit_in
         out["clutter_index"] = torch.randint(0, pool, (n, count), generator=g, device=g.device)
     out["clutter_crop"] = torch.randint(0, DIGIT_SIZE - patch + 1, (n, count, 2), generator=g, device=g.device)
     out["clutter_pos"] = torch.randint(0, size - patch + 1, (n, count, 2), generator=g, device=g.device)
+    out["clutter_size"] = torch.full((n,), patch, dtype=torch.int64, device=g.device)
     return out
 
 
@@ -297,6 +304,17 @@ def _canvas_size(params: dict[str, torch.Tensor]) -> int:
     size = int(canvas[0])
     if bool((canvas != size).any()):
         raise ValueError("all distortions of one batch must share one canvas size")
+    return size
+
+
+def _clutter_size(params: dict[str, torch.Tensor]) -> int:
+    """The clutter patches' side; params sampled before it was recorded hold the paper's 6 pixels."""
+    patch = params.get("clutter_size")
+    if patch is None or patch.numel() == 0:
+        return DISTORTIONS["TC"].clutter_size
+    size = int(patch[0])
+    if bool((patch != size).any()):
+        raise ValueError("all distortions of one batch must share one clutter_size")
     return size
 
 
@@ -455,7 +473,7 @@ def apply_distortion(kind: str, images: torch.Tensor, params: dict[str, torch.Te
         pool = images if clutter_images is None else clutter_images
         if pool.dim() != 4 or pool.shape[1:] != (1, DIGIT_SIZE, DIGIT_SIZE):
             raise ValueError(f"clutter_images must have shape (P, 1, 28, 28), got {tuple(pool.shape)}")
-        out = _paste_clutter(out, params, pool.to(dev), DISTORTIONS["TC"].clutter_size)
+        out = _paste_clutter(out, params, pool.to(dev), _clutter_size(params))
     return out
 
 

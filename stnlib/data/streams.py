@@ -89,6 +89,7 @@ for _name, _number in {
     "addition.test": 15,
     "colocalisation.images": 21, "colocalisation.crops": 22,
     "cub.permutation": 41, "cub.flip": 42,
+    "clutter.permutation": 61, "clutter.placement": 62, "clutter.test": 63,
 }.items():
     register_stream(_name, _number)
 
