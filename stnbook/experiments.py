@@ -141,7 +141,7 @@ class Experiment:
 
 EXPERIMENTS: dict[str, Experiment] = {}
 # the experiment folders, in the book's order; each one's experiment.py registers itself on import
-EXPERIMENT_PACKAGES = ("table1", "rectify", "addition", "colocalisation", "birds", "volume3d")
+EXPERIMENT_PACKAGES = ("table1", "rectify", "clutter", "addition", "colocalisation", "birds", "volume3d", "depth")
 
 
 def register(exp: Experiment) -> Experiment:

@@ -536,6 +536,21 @@ def _drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> No
     context["script_files"] = unique
 
 
+def _drop_mathjax_without_math(app, pagename, templatename, context, doctree) -> None:
+    """Leave MathJax (1.2 MB of script, and the fonts it fetches) out of pages with no formula: myst-nb asks Sphinx to
+    put it on every page, in case a notebook output holds math."""
+    from docutils import nodes
+
+    scripts = context.get("script_files")
+    if doctree is None or not isinstance(scripts, list):
+        return
+    if any(True for _ in doctree.findall(nodes.math)) or any(True for _ in doctree.findall(nodes.math_block)):
+        return
+    if "\\(" in context.get("body", "") or "$$" in context.get("body", ""):  # raw HTML output with TeX in it
+        return
+    context["script_files"] = [js for js in scripts if "mathjax" not in str(getattr(js, "filename", js) or "").lower()]
+
+
 def setup(app) -> dict:
     """Sphinx extension entry point (``_config.yml``: ``sphinx.extra_extensions: [stnbook.web]``).
 
@@ -548,6 +563,7 @@ def setup(app) -> dict:
 
     os.environ[STATIC_BUILD_ENV] = "1"
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)  # after the handlers that add scripts
+    app.connect("html-page-context", _drop_mathjax_without_math, priority=901)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 

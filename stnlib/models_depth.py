@@ -208,11 +208,8 @@ class DepthSTClassifier(nn.Module):
         return {"input": 1, "block1": 10 * pool, "block2": 24 * pool}[site]
 
     def input_outline(self, thetas: dict[str, torch.Tensor], site: str, points_per_side: int = 2) -> torch.Tensor:
-        """Where the transformer at ``site`` samples, as a closed polygon in input pixel coordinates.
-
-        The output square's boundary is mapped through the site's theta (output -> input of that transformer, on
-        its map), then down the network to the image: through each pooling (:func:`map_to_frame_below`) and through
-        every transformer below the site (whose output that map was computed from).
+        """Where the transformer at ``site`` samples, as a closed polygon in input pixel coordinates: the output
+        square's boundary through :meth:`input_points`.
 
         Args:
             thetas: {site: theta (B, num_params)} as :meth:`thetas` returns, with every site of the model.
@@ -223,12 +220,34 @@ class DepthSTClassifier(nn.Module):
             (B, P, 2) pixel (x, y) vertices on the input (x = column, y = row, pixel centres at integers), first
             vertex repeated at the end.
         """
+        theta = thetas[site] if site in thetas else None
+        if theta is None:
+            raise ValueError(f"no theta for {site!r} (the model's sites: {list(self.st)})")
+        return self.input_points(thetas, site, output_boundary(points_per_side, theta.device, theta.dtype))
+
+    def input_points(self, thetas: dict[str, torch.Tensor], site: str, points: torch.Tensor) -> torch.Tensor:
+        """Output points of the transformer at ``site`` -> input pixel coordinates.
+
+        The points are mapped through the site's theta (output -> input of that transformer, on its map), then down
+        the network to the image: through each pooling (:func:`map_to_frame_below`) and through every transformer
+        below the site (whose output that map was computed from).
+
+        Args:
+            thetas: {site: theta (B, num_params)} as :meth:`thetas` returns, with every site of the model.
+            site: one of the model's sites.
+            points: (N, 2) or (B, N, 2) normalised (x, y) points of the transformer's output.
+
+        Returns:
+            (B, N, 2) pixel (x, y) points on the input (pixel centres at integers).
+        """
         if site not in self.st:
             raise ValueError(f"{self.config.name} has no transformer at {site!r}")
-        level = SITES.index(site)
+        missing = [s for s in self.st if SITES.index(s) <= SITES.index(site) and s not in thetas]
+        if missing:
+            raise ValueError(f"thetas lacks the transformers at {missing}")
         theta = thetas[site]
-        pts = output_boundary(points_per_side, theta.device, theta.dtype).expand(len(theta), -1, -1)
-        for lv in range(level, -1, -1):
+        pts = points.to(theta.dtype).expand(len(theta), *points.shape[-2:])
+        for lv in range(SITES.index(site), -1, -1):
             here = SITES[lv]
             if here in self.st:
                 pts = self.st[here].transform.transform_points(thetas[here].to(pts.dtype), pts)
@@ -258,11 +277,12 @@ def build_depth_model(config: DepthModelConfig) -> DepthSTClassifier:
 
 
 def step_times(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, repeats: int = 15,
-               warmup: int = 3) -> dict[str, dict[str, float]]:
+               warmup: int = 3, autocast: torch.dtype | None = None) -> dict[str, dict[str, float]]:
     """Seconds per training step (forward, cross-entropy, backward, Adam update) of each model on the batch
     ``(x, y)``, measured in one process, the models in turn round after round (A B C A B C ...) so that a slow spell
     of a shared machine hits all of them alike; compare the numbers as ratios. The models are trained by it (use
-    fresh copies).
+    fresh copies). ``autocast``: run the forward pass under ``torch.autocast`` with this dtype (as the trainer does
+    with ``precision="bf16"``).
 
     Returns:
         name -> {"median_s", "min_s"} over ``repeats`` rounds after ``warmup``.
@@ -282,7 +302,9 @@ def step_times(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, r
             t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             with torch.enable_grad():  # also when called under no_grad (an experiment's analysis)
-                F.cross_entropy(model(x.to(dev)), y.to(dev)).backward()
+                with torch.autocast(dev.type, dtype=autocast, enabled=autocast is not None):
+                    loss = F.cross_entropy(model(x.to(dev)), y.to(dev))
+                loss.backward()
             opt.step()
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)

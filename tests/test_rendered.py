@@ -267,3 +267,16 @@ def test_chapters_hide_their_plumbing():
             if plumbing and "remove-cell" not in tags:
                 bad.append(f"{nb.name} cell {i} ({c.get('id')}): {lines[0][:80] if lines else ''!r}")
     assert not bad, "plumbing cells shown in the HTML (tag them remove-cell):\n" + "\n".join(bad)
+
+
+@pytest.mark.slow
+def test_mathjax_loads_only_where_there_is_math(html_dir):
+    """MathJax (1.2 MB and its fonts) is left out of pages with no formula (stnbook.web), and kept where there is one."""
+    with_math, without = [], []
+    for page in pages(html_dir):
+        text = page.read_text(errors="replace")
+        loads_it = any("mathjax" in url.lower() for url in parse(page).loads)
+        has_math = 'class="math' in text
+        assert loads_it == has_math, f"{page.relative_to(html_dir)}: math {has_math}, MathJax loaded {loads_it}"
+        (with_math if has_math else without).append(page.name)
+    assert "anatomy.html" in with_math and without  # the sampler's equations; and some page with none

@@ -40,8 +40,16 @@ from dataclasses import dataclass
 
 import torch
 
-from .distortions import (DIGIT_SIZE, SPLIT_SEEDS, _TEST_CHUNK, apply_distortion, as_image_batch, digit_box,
-                          init_step_source, sample_distortion)
+from .distortions import (
+    _TEST_CHUNK,
+    DIGIT_SIZE,
+    SPLIT_SEEDS,
+    apply_distortion,
+    as_image_batch,
+    digit_box,
+    init_step_source,
+    sample_distortion,
+)
 from .streams import StepSource, stream_generator
 
 
@@ -164,8 +172,9 @@ class ClutteredMNIST(StepSource):
 def cluttered_test_set(protocol: str | ClutterSpec, images: torch.Tensor, labels: torch.Tensor,
                        seed: int = SPLIT_SEEDS["test"], n: int | None = None) -> dict:
     """The fixed test set of a protocol: the first ``n`` digits (all by default) on canvases drawn from the stream
-    ``"clutter.test"`` keyed by the protocol's (canvas, count, size), clutter cut from any other digit of
-    ``images`` (all of them, also when ``n`` is smaller). The same arguments give bit-identical tensors.
+    ``"clutter.test"`` keyed by the protocol's (canvas, count, size) and the chunk of 1024 canvases, clutter cut
+    from any other digit of ``images`` (all of them, also when ``n`` is smaller). The same arguments give
+    bit-identical tensors, and canvas i is the same whatever ``n`` (so a figure can show the first canvases).
 
     Returns:
         dict with "x" (n, 1, S, S) float32, "y" (n,), "params" (:func:`sample_clutter`), "box" (n, 4) the digit
@@ -176,10 +185,17 @@ def cluttered_test_set(protocol: str | ClutterSpec, images: torch.Tensor, labels
     if labels.shape[0] != x_all.shape[0]:
         raise ValueError(f"labels must have length {x_all.shape[0]}, got {labels.shape[0]}")
     count = x_all.shape[0] if n is None else min(int(n), x_all.shape[0])
-    g = stream_generator(seed, "clutter.test", spec.canvas, spec.clutter_count, spec.clutter_size)
-    params = sample_clutter(spec, count, g, pool_size=x_all.shape[0], digit_index=torch.arange(count))
-    chunks = [apply_clutter(x_all[start:start + _TEST_CHUNK], {k: v[start:start + _TEST_CHUNK] for k, v in params.items()},
-                            clutter_images=x_all) for start in range(0, count, _TEST_CHUNK)]
+    chunks, parts = [], []
+    for start in range(0, count, _TEST_CHUNK):  # a whole chunk drawn every time: canvas i never depends on n
+        g = stream_generator(seed, "clutter.test", spec.canvas, spec.clutter_count, spec.clutter_size, start)
+        stop = min(start + _TEST_CHUNK, count)
+        full = sample_clutter(spec, _TEST_CHUNK, g, pool_size=x_all.shape[0],
+                              digit_index=torch.arange(start, start + _TEST_CHUNK))
+        part = {k: v[:stop - start] for k, v in full.items()}
+        chunks.append(apply_clutter(x_all[start:stop], part, clutter_images=x_all))
+        parts.append(part)
+    params = {k: torch.cat([q[k] for q in parts]) for k in parts[0]} if parts else \
+        sample_clutter(spec, 0, torch.Generator(), pool_size=max(x_all.shape[0], 2))
     x = torch.cat(chunks) if chunks else x_all.new_zeros(0, 1, spec.canvas, spec.canvas)
     return {"x": x, "y": labels[:count].cpu().clone(), "params": params, "box": clutter_box(params), "spec": spec,
             "seed": int(seed)}

@@ -56,6 +56,9 @@ What the paper leaves open, and what we assume
   each other and the digit, and everything is combined with max, so clutter never darkens the digit.
   Clutter is drawn from the batch being distorted unless a pool is given: the training set for
   :class:`DistortedMNIST`, the test images themselves for :func:`fixed_test_set`.
+  Canvas, number and size of the pieces are parameters of :func:`sample_distortion`; the recurrent
+  attention model's protocols (60 x 60 with four 8 x 8 pieces, 100 x 100 with eight) are named in
+  :mod:`stnlib.data.cluttered`.
 * Addition (A.1): each of the two 42 x 42 channels holds its own digit, independently RTS-distorted.
 * Co-localisation (A.2): the TC generator on an 84 x 84 canvas with 0 or 16 clutter patches.
 * Noise is independent per axis. Random numbers are drawn on the generator's device (use a CPU

@@ -1,0 +1,304 @@
+"""Tables, figures and the quoted numbers of the cluttered-MNIST chapter (60 x 60 and 100 x 100, against the
+recurrent attention model), computed from the clutter artifacts."""
+
+from __future__ import annotations
+
+import html
+
+import matplotlib.pyplot as plt
+import torch
+
+from stnbook import artifacts as common
+from stnbook.clutter.experiment import ATTENTION_OUT, EXPERIMENT, MODELS, PROFILES, PROTOCOLS
+from stnbook.figures import COLORS, draw_outline, html_table, imshow
+from stnbook.paths import load_mnist
+from stnlib.data.cluttered import CLUTTER_PROTOCOLS, cluttered_test_set
+from stnlib.geometry import sampling_outline
+
+FULL_COMMAND = f"python -m stnbook run {EXPERIMENT} --profile full"
+CELLS = [f"{p}-{m}" for p in PROTOCOLS for m in MODELS]
+
+ANCHORS: dict[str, list[tuple[str, float]]] = {
+    "ram60": [("RAM, 8 glimpses (Mnih et al. 2014)", 5.23), ("RAM, a later reimplementation", 2.63)],
+    "ram100": [("RAM, 8 glimpses (Mnih et al. 2014)", 10.83), ("RAM, a later reimplementation", 5.9),
+               ("a plain convolutional network (as quoted beside RAM)", 16.0)],
+}
+"""Published % test errors on the same protocols (PAPER.md, confidence M); none of them is the STN paper's."""
+
+NAMES = {"cnn": "CNN", "st-cnn-affine": "ST-CNN affine", "st-cnn-attention": f"ST-CNN attention ({ATTENTION_OUT}x{ATTENTION_OUT})"}
+
+
+def canvas_of(cell: str) -> int:
+    return CLUTTER_PROTOCOLS[cell.split("-", 1)[0]].canvas
+
+
+def label(cell: str) -> str:
+    """e.g. "ST-CNN affine, 100x100"."""
+    protocol, model = cell.split("-", 1)
+    return f"{NAMES[model]}, {canvas_of(cell)}x{canvas_of(cell)}"
+
+
+def color(cell: str) -> str:
+    return COLORS[list(MODELS).index(cell.split("-", 1)[1]) % len(COLORS)]
+
+
+def chapter_results(profile: str) -> tuple[dict[str, dict], str]:
+    """(metrics by cell, profile): the committed full run, or every cell trained now with the smoke budget."""
+    return common.chapter_results(EXPERIMENT, profile)
+
+
+def chapter_cell(cell: str, profile: str):
+    return common.chapter_cell(EXPERIMENT, cell, profile)
+
+
+def missing_note(results: dict[str, dict], source: str) -> str:
+    """One paragraph: which cells have no artifact and the command that makes them ("" when none is missing)."""
+    missing = [c for c in CELLS if c not in results]
+    if not missing:
+        return ""
+    return (f"No {source}-profile artifact yet for {', '.join(label(c) for c in missing)}: `{FULL_COMMAND}"
+            + ("" if len(missing) == len(CELLS) else f" --cells {' '.join(missing)}")
+            + f"` makes {'it' if len(missing) == 1 else 'them'} ({PROFILES['full'].description}).")
+
+
+# ---- the protocol (no artifact needed) -----------------------------------------------------------------------------
+
+def protocol_html() -> str:
+    """The protocols side by side: canvas, clutter pieces, and the paper each comes from."""
+    rows = []
+    source = {"tc": "the STN paper's TC (A.4; Table 1's chapter)", "ram60": "RAM's 60x60", "ram100": "RAM's 100x100"}
+    for name, s in CLUTTER_PROTOCOLS.items():
+        rows.append([f"<code>{name}</code>", html.escape(source.get(name, "")), f"{s.canvas}x{s.canvas}",
+                     f"{s.clutter_count}", f"{s.clutter_size}x{s.clutter_size}"])
+    return html_table(["protocol", "what it is", "canvas", "clutter pieces", "piece size"], rows)
+
+
+def plot_protocols(n: int = 5):
+    """The first ``n`` test canvases of each protocol, the digit's 28 x 28 frame dashed, the label above."""
+    x, y = load_mnist("test")
+    fig, axes = plt.subplots(len(CLUTTER_PROTOCOLS), n, figsize=(1.55 * n + 0.6, 1.65 * len(CLUTTER_PROTOCOLS) + 0.2),
+                             squeeze=False)
+    for r, name in enumerate(CLUTTER_PROTOCOLS):
+        data = cluttered_test_set(name, x, y, n=n)
+        for c in range(n):
+            imshow(axes[r, c], data["x"][c], f"{int(data['y'][c])}", vmax=1, fontsize=8)
+            x0, y0, x1, y1 = data["box"][c].tolist()
+            axes[r, c].plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color=COLORS[1], lw=0.8, ls="--")
+        axes[r, 0].set_ylabel(name, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_what_attention_reads(protocol: str = "ram100", n: int = 4):
+    """Why the attention transformer must zoom: the first ``n`` test canvases of ``protocol``, what its
+    ``ATTENTION_OUT``-pixel output shows at the identity (the whole canvas, shrunk), and what the same output shows
+    when its window is the digit's 28 x 28 box (the attention theta of that box)."""
+    from stnlib.sampler import bilinear_sample
+    from stnlib.transforms import get_transform
+
+    x, y = load_mnist("test")
+    data = cluttered_test_set(protocol, x, y, n=n)
+    canvas = data["x"].shape[-1]
+    box = data["box"].float()
+    centre = (box[:, :2] + box[:, 2:]) / 2
+    theta_box = torch.cat([torch.full((n, 1), 28 / canvas), (2 * centre + 1) / canvas - 1], 1)
+    attention = get_transform("attention")
+    rows = [("canvas", data["x"]),
+            (f"identity, {ATTENTION_OUT} px", bilinear_sample(data["x"], attention.grid(attention.identity().expand(n, 3),
+                                                                                        ATTENTION_OUT))),
+            (f"digit's box, {ATTENTION_OUT} px", bilinear_sample(data["x"], attention.grid(theta_box, ATTENTION_OUT)))]
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n + 0.8, 1.7 * len(rows)), squeeze=False)
+    for r, (name, images) in enumerate(rows):
+        for c in range(n):
+            imshow(axes[r, c], images[c], f"{int(data['y'][c])}" if r == 0 else None, vmax=1, fontsize=8)
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def models_html() -> str:
+    """Per cell: what the classifier reads, its width, the localisation net's and the whole model's parameters."""
+    from stnbook.experiments import cell_model, get_cells
+    from stnlib.models import build_model, count_parameters
+
+    rows = []
+    for cell in get_cells(EXPERIMENT):
+        cfg = cell_model(cell, PROFILES["full"])
+        model = build_model(cfg)
+        loc = sum(p.numel() for p in model.localisation_parameters())
+        side = cfg.in_size[0] if cfg.st_out_size is None else cfg.st_out_size[0]
+        side //= cfg.st_pool if model.st is not None else 1
+        rows.append([html.escape(label(cell.id)), f"{side}x{side}", f"{model.width}",
+                     f"{loc:,}" if loc else "&ndash;", f"{count_parameters(model):,}"])
+    return html_table(["model", "classifier reads", "classifier width", "localisation parameters", "all parameters"],
+                      rows, row_headers=True)
+
+
+# ---- numbers --------------------------------------------------------------------------------------------------------
+
+def step_ms(m: dict) -> float:
+    """Milliseconds of training per step of a run (wall time / steps; includes making the batches)."""
+    return 1000 * m["wall_time_s"] / max(m["steps"], 1)
+
+
+def key_numbers(results: dict[str, dict]) -> dict[str, str]:
+    """The numbers the prose quotes, as strings ("n/a" where a run is missing).
+
+    Examples:
+        >>> key_numbers({})["ram100_st_cnn_attention_error"], key_numbers({})["ram60_cnn_ms"]
+        ('n/a', 'n/a')
+    """
+    out = {}
+    for c in CELLS:
+        key = c.replace("-", "_")
+        m = results.get(c)
+        out[f"{key}_error"] = "n/a" if m is None else f"{m['test_error']:.2f}"
+        out[f"{key}_ms"] = "n/a" if m is None else f"{step_ms(m):.0f}"
+        box = None if m is None else m.get("box")
+        out[f"{key}_iou"] = "n/a" if box is None else f"{box['iou']:.2f}"
+        out[f"{key}_iou_half"] = "n/a" if box is None else f"{100 * box['iou_above_half']:.0f}"
+        out[f"{key}_covered"] = "n/a" if box is None else f"{100 * box['covered']:.0f}"
+        out[f"{key}_side"] = "n/a" if box is None else f"{box['side_px']:.0f}"
+    m = next(iter(results.values()), None)
+    out["budget"] = "n/a" if m is None else f"{m['steps']:,} steps at batch {m['batch_size']}"
+    out["test_size"] = "n/a" if m is None else f"{m['test_size']:,}"
+    out["full_description"] = PROFILES["full"].description
+    return out
+
+
+def findings(results: dict[str, dict], source: str) -> dict[str, str]:
+    """Whole sentences for the key-results box, worded by what the artifacts show: ``finding_error`` (per canvas,
+    the best of our models against the anchors), ``finding_cost`` (the attention model's step time against the
+    plain CNN's), ``finding_box`` (where the attention transformer looks on 100x100).
+
+    Examples:
+        >>> findings({}, "full")["finding_error"]
+        'not measured yet (no full-profile artifacts)'
+    """
+    missing = f"not measured yet (no {source}-profile artifacts)"
+    out = dict.fromkeys(("finding_error", "finding_cost", "finding_box"), missing)
+    parts = []
+    for p in PROTOCOLS:
+        got = {c: results[c] for c in CELLS if c.startswith(p + "-") and c in results}
+        if not got:
+            continue
+        best = min(got, key=lambda c: got[c]["test_error"])
+        err = got[best]["test_error"]
+        ram = ANCHORS[p][0][1]
+        parts.append(f"on {canvas_of(best)}x{canvas_of(best)} our best model is the {NAMES[best.split('-', 1)[1]]} at "
+                     f"{err:.2f}% test error, {'below' if err < ram else 'above'} RAM's {ram}%")
+    if parts:
+        m = next(iter(results.values()))
+        out["finding_error"] = "; ".join(parts) + f" ({m['steps']:,} steps at batch {m['batch_size']}, {source} profile)"
+    costs = []
+    for p in PROTOCOLS:
+        a, b = results.get(f"{p}-st-cnn-attention"), results.get(f"{p}-cnn")
+        if a is not None and b is not None:
+            costs.append(f"{step_ms(a):.0f} ms against {step_ms(b):.0f} ms on {CLUTTER_PROTOCOLS[p].canvas}x"
+                         f"{CLUTTER_PROTOCOLS[p].canvas}")
+    if costs:
+        out["finding_cost"] = ("a training step of the attention ST-CNN takes " + "; ".join(costs)
+                               + " for the plain CNN (CPU wall time per step, on a shared machine)")
+    a = results.get("ram100-st-cnn-attention")
+    if a is not None and "box" in a:
+        b = a["box"]
+        out["finding_box"] = (f"on 100x100 the attention transformer's box has a mean side of {b['side_px']:.0f} px; "
+                              f"its IoU with the digit's 28x28 frame is {b['iou']:.2f} on average, above 0.5 on "
+                              f"{100 * b['iou_above_half']:.0f}% of the test canvases, and it covers "
+                              f"{100 * b['covered']:.0f}% of the frame on average")
+    return out
+
+
+def results_html(results: dict[str, dict]) -> str:
+    """Per canvas: the anchors, then our models: % test error, parameters, where the transformer looks, cost."""
+    rows = []
+    for p in PROTOCOLS:
+        s = CLUTTER_PROTOCOLS[p]
+        rows.append([f"<i>{s.canvas}x{s.canvas}, {s.clutter_count} pieces of {s.clutter_size}x{s.clutter_size}</i>",
+                     "", "", "", "", ""])
+        for name, err in ANCHORS[p]:
+            rows.append([html.escape(name), f"{err}", "&ndash;", "&ndash;", "&ndash;", "(published)"])
+        for c in CELLS:
+            if not c.startswith(p + "-"):
+                continue
+            m = results.get(c)
+            if m is None:
+                rows.append([f"ours: {html.escape(NAMES[c.split('-', 1)[1]])}", "&ndash; (no artifact)", "", "", "", ""])
+                continue
+            box = m.get("box")
+            rows.append([f"ours: {html.escape(NAMES[c.split('-', 1)[1]])}", f"<b>{m['test_error']:.2f}</b>",
+                         f"{m['params']:,}",
+                         "&ndash;" if box is None else f"{box['iou']:.2f} ({100 * box['iou_above_half']:.0f}%)",
+                         f"{step_ms(m):.0f}", f"{m['steps']:,} x {m['batch_size']}, {m['wall_time_s'] / 60:.1f} min"])
+    test = (f"ours on {next(iter(results.values()))['test_size']:,} fixed test canvases per size" if results
+            else "no artifacts of ours yet")
+    return html_table(["model", "% test error", "parameters", "box IoU with the digit (share > 0.5)",
+                       "ms per training step", "steps x batch, time"], rows, caption=test, row_headers=True)
+
+
+# ---- figures --------------------------------------------------------------------------------------------------------
+
+def plot_boxes(profile: str, protocol: str = "ram100", n: int = 6):
+    """The first ``n`` test canvases of ``protocol`` with the box each transformer samples (attention red, affine
+    blue) and the digit's frame dashed; below, what the attention model's classifier reads. None without the
+    attention artifact."""
+    got = chapter_cell(f"{protocol}-st-cnn-attention", profile)
+    if got is None:
+        return None
+    metrics, att, _ = got
+    aff = chapter_cell(f"{protocol}-st-cnn-affine", profile)
+    x, y = load_mnist("test")
+    data = cluttered_test_set(protocol, x, y, n=n)
+    canvas = CLUTTER_PROTOCOLS[protocol].canvas
+    with torch.no_grad():
+        crop, theta = att.transform_input(data["x"])
+        pred = att.classify(crop).argmax(1)
+        aff_theta = None if aff is None else aff[1].transform_input(data["x"])[1]
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n + 0.4, 4.1), squeeze=False)
+    for c in range(n):
+        imshow(axes[0, c], data["x"][c], f"digit {int(data['y'][c])}", vmax=1, fontsize=8)
+        x0, y0, x1, y1 = data["box"][c].tolist()
+        axes[0, c].plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color=COLORS[1], lw=0.8, ls="--")
+        if aff_theta is not None:
+            draw_outline(axes[0, c], sampling_outline(aff_theta[c], "affine", canvas), color=COLORS[2], lw=1.0)
+        draw_outline(axes[0, c], sampling_outline(theta[c], "attention", canvas), color=COLORS[0], lw=1.2)
+        axes[0, c].set_xlim(-0.5 - 0.1 * canvas, canvas - 0.5 + 0.1 * canvas)
+        axes[0, c].set_ylim(canvas - 0.5 + 0.1 * canvas, -0.5 - 0.1 * canvas)
+        ok = "ok" if pred[c] == data["y"][c] else "wrong"
+        imshow(axes[1, c], crop[c], f"reads {int(pred[c])} ({ok})", vmax=1, fontsize=8)
+    fig.suptitle(f"{canvas}x{canvas}, {metrics['steps']:,} steps: attention box (red), affine region (blue), digit "
+                 "frame (green, dashed); below: the attention model's 32x32 input", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_iou(profile: str):
+    """Histogram of the IoU of each transformer's box with the digit's frame over the test set; None without
+    any transformer artifact."""
+    fig, axes = plt.subplots(1, len(PROTOCOLS), figsize=(4.2 * len(PROTOCOLS), 2.8), squeeze=False)
+    drawn = False
+    for k, p in enumerate(PROTOCOLS):
+        for model in ("st-cnn-attention", "st-cnn-affine"):
+            got = chapter_cell(f"{p}-{model}", profile)
+            if got is None:
+                continue
+            axes[0, k].hist(got[2]["iou"].numpy(), bins=25, range=(0, 1), alpha=0.6, color=color(f"{p}-{model}"),
+                            label=NAMES[model])
+            drawn = True
+        axes[0, k].set(xlabel="IoU of the sampled box with the digit's frame", ylabel="test canvases",
+                       title=f"{CLUTTER_PROTOCOLS[p].canvas}x{CLUTTER_PROTOCOLS[p].canvas}")
+        axes[0, k].legend(fontsize=7)
+    if not drawn:
+        plt.close(fig)
+        return None
+    fig.tight_layout()
+    return fig
+
+
+def plot_eval_curves(results: dict[str, dict]):
+    """Test error at every evaluation of each run (chance dashed)."""
+    return common.plot_eval_curves(results, {}, label, chance=90.0)
+
+
+def provenance(results: dict[str, dict]) -> str:
+    return common.provenance(results, EXPERIMENT)
