@@ -7,7 +7,7 @@ through its own sub-network; the N feature vectors are concatenated into one sof
 Trained end to end with class labels only, one transformer learns to look at the head and another
 at the body.
 
-What we follow and where we deviate (the paper's A.6 is terse, confidence L):
+What we follow and where we deviate (the paper's A.6 is terse):
 
 * Attention with a *fixed* scale ``s`` and only the location regressed (2 numbers per transformer),
   as A.6 says (free scale and affine overfit there). Our default ``s = crop / in_size`` makes every crop

@@ -23,7 +23,8 @@ ANCHORS: dict[str, list[tuple[str, float]]] = {
     "ram100": [("RAM, 8 glimpses (Mnih et al. 2014)", 10.83), ("RAM, a later reimplementation", 5.9),
                ("a plain convolutional network (as quoted beside RAM)", 16.0)],
 }
-"""Published % test errors on the same protocols (PAPER.md, confidence M); none of them is the STN paper's."""
+"""Published % test errors on the same protocols (the recurrent attention model of Mnih et al. 2014 and later
+reports beside it); none of them is the STN paper's."""
 
 NAMES = {"cnn": "CNN", "st-cnn-affine": "ST-CNN affine", "st-cnn-attention": f"ST-CNN attention ({ATTENTION_OUT}x{ATTENTION_OUT})"}
 
