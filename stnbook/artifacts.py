@@ -24,6 +24,21 @@ def chapter_results(experiment: str, profile: str, smoke_cells: list[str] | None
     return run(experiment, "smoke", smoke_cells, progress=False, root=results_dir() / SMOKE_ROOT), "smoke"
 
 
+def missing_note(experiment: str, cells: list[str], results: dict[str, dict], source: str,
+                 label=lambda cell: cell) -> str:
+    """One paragraph: which of ``cells`` have no artifact in ``results`` and the command that makes them ("" when
+    none is missing); ``label`` names a cell for the reader."""
+    from stnbook.experiments import get_profile
+
+    missing = [c for c in cells if c not in results]
+    if not missing:
+        return ""
+    command = f"python -m stnbook run {experiment} --profile full"
+    return (f"No {source}-profile artifact yet for {', '.join(label(c) for c in missing)}: `{command}"
+            + ("" if len(missing) == len(cells) else f" --cells {' '.join(missing)}")
+            + f"` makes {'it' if len(missing) == 1 else 'them'} ({get_profile(experiment, 'full').description}).")
+
+
 def chapter_cell(experiment: str, cell: str, profile: str):
     """(metrics, model, analysis) of one cell for the chapter's profile, or None (with a note saying which
     command makes it) when that cell has no artifact yet. ``profile``: "artifacts" (the committed full

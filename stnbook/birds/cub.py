@@ -27,7 +27,15 @@ from pathlib import Path
 import torch
 
 from stnbook.birds.data import crop_contains
-from stnbook.birds.model import BirdClassifier, BirdsConfig, birds_loss, build_birds_model, part_hit_rates, tiling_init
+from stnbook.birds.model import (
+    BirdClassifier,
+    BirdsConfig,
+    birds_loss,
+    build_birds_model,
+    part_hit_rates,
+    predict,
+    tiling_init,
+)
 from stnbook.experiments import Cell, Experiment, Profile, cell_model, register
 from stnbook.paths import CUB_ROOT_ENV, cub_root, data_dir
 from stnlib.data.cub import CUBBatches, CUBDataError, CUBImages, CUBMetadata, find_root, load_cub
@@ -150,21 +158,14 @@ def analyse(model: BirdClassifier, test: dict, cell: Cell, batch_size: int = 250
     grid of :func:`~stnbook.birds.model.tiling_init`: what training moved them from) and "attention_scale".
     """
     model.eval()
-    dev = next(model.parameters()).device
-    preds, thetas = [], []
-    for i in range(0, len(test["y"]), batch_size):
-        logits, theta = model(test["x"][i:i + batch_size].to(dev))
-        preds.append(logits.argmax(1).cpu())
-        if theta is not None:
-            thetas.append(theta.float().cpu())
+    pred, theta = predict(model, test["x"], batch_size)
     model.train()
-    pred, parts = torch.cat(preds), test["parts"]
+    parts = test["parts"]
     visible = ~parts.isnan().any(-1)
     metrics = {"accuracy": 100 * (pred == test["y"]).float().mean().item(),
                "visible": {"head": int(visible[:, 0].sum()), "body": int(visible[:, 1].sum())}}
     out = {"pred": pred.to(torch.uint8), "parts": parts, "rows": test["rows"]}
-    if thetas:
-        theta = torch.cat(thetas)
+    if theta is not None:
         out["theta"] = theta
         metrics["hits"] = hit_table(theta, parts, model.scale)
         start = tiling_init(theta.shape[1], model.scale).expand_as(theta)

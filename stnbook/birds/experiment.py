@@ -18,6 +18,7 @@ from stnbook.birds.model import (
     birds_loss,
     build_birds_model,
     part_hit_rates,
+    predict,
     step_time_benchmark,
 )
 from stnbook.experiments import Cell, Experiment, Profile, register
@@ -78,21 +79,13 @@ def analyse(model: BirdClassifier, test: dict, cell: Cell, batch_size: int = 500
     :func:`benchmark_configs`).
     """
     model.eval()
-    dev = next(model.parameters()).device
-    preds, thetas = [], []
-    for i in range(0, len(test["y"]), batch_size):
-        logits, theta = model(test["x"][i:i + batch_size].to(dev))
-        preds.append(logits.argmax(1).cpu())
-        if theta is not None:
-            thetas.append(theta.float().cpu())
-    pred = torch.cat(preds)
+    pred, theta = predict(model, test["x"], batch_size)
     k = SPEC.num_attributes
     metrics = {"accuracy": 100 * (pred == test["y"]).float().mean().item(),
                "head_accuracy": 100 * (pred // k == test["head_attr"]).float().mean().item(),
                "body_accuracy": 100 * (pred % k == test["body_attr"]).float().mean().item()}
     out = {"pred": pred.to(torch.uint8)}
-    if thetas:
-        theta = torch.cat(thetas)
+    if theta is not None:
         out["theta"] = theta
         hits = part_hit_rates(theta, test["parts"], model.scale) * 100  # (N, 2)
         neither = 100 * (~crop_contains(theta, test["parts"], model.scale).any(-1)).float().mean(0)  # (N,)
@@ -101,7 +94,7 @@ def analyse(model: BirdClassifier, test: dict, cell: Cell, batch_size: int = 500
         metrics["attention_scale"] = model.scale
     model.train()
     if cell.id == "2xst":
-        metrics["benchmark"] = step_time_benchmark(benchmark_configs(), BENCHMARK_BATCH, BENCHMARK_REPEATS, device=dev)
+        metrics["benchmark"] = step_time_benchmark(benchmark_configs(), BENCHMARK_BATCH, BENCHMARK_REPEATS, device=next(model.parameters()).device)
         metrics["benchmark_batch_size"] = BENCHMARK_BATCH
     out["metrics"] = metrics
     return out

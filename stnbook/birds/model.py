@@ -308,6 +308,20 @@ def build_birds_model(config: BirdsConfig) -> BirdClassifier:
     return BirdClassifier(config)
 
 
+@torch.no_grad()
+def predict(model: BirdClassifier, x: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(predicted classes (B,), crop centres (B, N, 2) or None for the plain CNN) of ``model`` on ``x``, in batches on
+    the model's device; CPU tensors. The caller sets eval mode."""
+    dev = next(model.parameters()).device
+    preds, thetas = [], []
+    for i in range(0, len(x), batch_size):
+        logits, theta = model(x[i:i + batch_size].to(dev))
+        preds.append(logits.argmax(1).cpu())
+        if theta is not None:
+            thetas.append(theta.float().cpu())
+    return torch.cat(preds), (torch.cat(thetas) if thetas else None)
+
+
 def part_hit_rates(theta: torch.Tensor, parts: torch.Tensor, scale: float) -> torch.Tensor:
     """(N, P) fraction of images whose crop n contains part p's centre (see :func:`~stnbook.birds.data.crop_contains`).
 

@@ -15,7 +15,6 @@ from stnbook.paths import load_mnist
 from stnlib.data.cluttered import CLUTTER_PROTOCOLS, cluttered_test_set
 from stnlib.geometry import sampling_outline
 
-FULL_COMMAND = f"python -m stnbook run {EXPERIMENT} --profile full"
 CELLS = [f"{p}-{m}" for p in PROTOCOLS for m in MODELS]
 
 ANCHORS: dict[str, list[tuple[str, float]]] = {
@@ -53,13 +52,8 @@ def chapter_cell(cell: str, profile: str):
 
 
 def missing_note(results: dict[str, dict], source: str) -> str:
-    """One paragraph: which cells have no artifact and the command that makes them ("" when none is missing)."""
-    missing = [c for c in CELLS if c not in results]
-    if not missing:
-        return ""
-    return (f"No {source}-profile artifact yet for {', '.join(label(c) for c in missing)}: `{FULL_COMMAND}"
-            + ("" if len(missing) == len(CELLS) else f" --cells {' '.join(missing)}")
-            + f"` makes {'it' if len(missing) == 1 else 'them'} ({PROFILES['full'].description}).")
+    """Which cells have no artifact and the command that makes them (:func:`stnbook.artifacts.missing_note`)."""
+    return common.missing_note(EXPERIMENT, CELLS, results, source, label)
 
 
 # ---- the protocol (no artifact needed) -----------------------------------------------------------------------------

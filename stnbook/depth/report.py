@@ -22,7 +22,6 @@ from stnlib.data.distortions import fixed_test_set
 from stnlib.models import count_parameters
 from stnlib.models_depth import build_depth_model
 
-FULL_COMMAND = f"python -m stnbook run {EXPERIMENT} --profile full"
 SITE_NAMES = {"input": "at the input", "block1": "after block 1", "block2": "after block 2"}
 SITE_COLORS = {"input": COLORS[0], "block1": COLORS[2], "block2": COLORS[3]}
 
@@ -51,14 +50,8 @@ def chapter_cell(cell: str, profile: str):
 
 
 def missing_note(results: dict[str, dict], source: str) -> str:
-    """One paragraph: which cells have no artifact and the command that makes them ("" when none is missing)."""
-    cells = [f"{t}-{m}" for t in TASKS for m in MODELS]
-    missing = [c for c in cells if c not in results]
-    if not missing:
-        return ""
-    return (f"No {source}-profile artifact yet for {', '.join(missing)}: `{FULL_COMMAND}"
-            + ("" if len(missing) == len(cells) else f" --cells {' '.join(missing)}")
-            + f"` makes {'it' if len(missing) == 1 else 'them'} ({PROFILES['full'].description}).")
+    """Which cells have no artifact and the command that makes them (:func:`stnbook.artifacts.missing_note`)."""
+    return common.missing_note(EXPERIMENT, [f"{t}-{m}" for t in TASKS for m in MODELS], results, source)
 
 
 # ---- the models (no artifact needed) -------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from stnlib.data.volumes import volume_test_set
 from stnlib.geometry import BOX3D_EDGES, sampling_box3d
 
 PLAIN = {"st3d-cnn": "cnn", "st3d-fcn": "fcn"}  # each transformer model and its plain classifier
-FULL_COMMAND = f"python -m stnbook run {EXPERIMENT} --profile full"
 
 
 def color(cell: str) -> str:
@@ -46,13 +45,8 @@ def chapter_cell(cell: str, profile: str):
 
 
 def missing_note(results: dict[str, dict], source: str) -> str:
-    """One paragraph: which cells have no artifact and the command that makes them ("" when none is missing)."""
-    missing = [c for c in CELLS if c not in results]
-    if not missing:
-        return ""
-    return (f"No {source}-profile artifact yet for {', '.join(label(c) for c in missing)}: `{FULL_COMMAND}"
-            + ("" if len(missing) == len(CELLS) else f" --cells {' '.join(missing)}")
-            + f"` makes {'it' if len(missing) == 1 else 'them'} ({PROFILES['full'].description}).")
+    """Which cells have no artifact and the command that makes them (:func:`stnbook.artifacts.missing_note`)."""
+    return common.missing_note(EXPERIMENT, list(CELLS), results, source, label)
 
 
 # ---- the data and the models (no artifact needed) ------------------------------------------------------------------
