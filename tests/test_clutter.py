@@ -181,7 +181,9 @@ def test_the_experiment_trains_and_measures_in_a_tmp_root(tmp_path):
     numbers = report.key_numbers(results)
     assert numbers["ram100_cnn_error"] == f"{results['ram100-cnn']['test_error']:.2f}"
     assert numbers["ram60_cnn_error"] == "n/a" and numbers["ram100_st_cnn_attention_iou"] == f"{m['box']['iou']:.2f}"
-    found = report.findings(results, "tiny")
-    assert "RAM's 10.83%" in found["finding_error"] and "ms against" in found["finding_cost"]
+    assert numbers["ram100_ram"] == "10.83" and numbers["ram60_vs_ram"] == "n/a"
+    assert numbers["ram100_vs_ram"] == ("below" if min(r["test_error"] for r in results.values()) < 10.83 else "above")
+    assert numbers["ram100_attention_step"] in ("faster", "slower") and numbers["ram60_attention_step"] == "n/a"
+    assert all(isinstance(v, str) and 0 < len(v) <= 60 for v in numbers.values())  # numbers and words, no sentences
     assert "--cells ram60-cnn" in report.missing_note(results, "full")
     assert "5.23" in report.results_html(results) and "10.83" in report.results_html({})

@@ -7,6 +7,8 @@
 * no page, with everything it loads from the site itself, weighs more than 4 MB (unless listed, with a reason);
 * the landing page states the scope: SVHN (Table 2) is not reproduced, the 3D transformer (A.3) is, on smaller volumes;
 * chapters hide their plumbing: parameter cells, imports and CI asserts are removed from the HTML.
+* chapters glue numbers, names and verdict words into their Markdown, never whole sentences: every value a
+  report's ``key_numbers`` glues is short, and every key a chapter glues is one of them.
 
 The book is built as tests/test_book.py builds it, but only when _build/html is missing or older than the
 chapters, the book's configuration or the report modules (an up-to-date build is reused, e.g. the one
@@ -267,6 +269,30 @@ def test_chapters_hide_their_plumbing():
             if plumbing and "remove-cell" not in tags:
                 bad.append(f"{nb.name} cell {i} ({c.get('id')}): {lines[0][:80] if lines else ''!r}")
     assert not bad, "plumbing cells shown in the HTML (tag them remove-cell):\n" + "\n".join(bad)
+
+
+GLUED_REPORTS = ("clutter", "depth", "volume3d")  # chapters that glue every value of their report's key_numbers()
+MAX_GLUED_CHARS = 60  # a number, a model's name, a verdict word or a short budget; a sentence is longer
+
+
+@pytest.mark.parametrize("experiment", GLUED_REPORTS)
+def test_chapters_glue_short_values_not_sentences(experiment):
+    """The sentences of a chapter live in its Markdown; what it glues in (``{glue:text}``) are numbers, names and
+    verdict words, computed by the report from the committed results. A glued value longer than
+    :data:`MAX_GLUED_CHARS` is a sentence built in Python."""
+    import importlib
+
+    report = importlib.import_module(f"stnbook.{experiment}.report")
+    results, _ = report.chapter_results("artifacts")  # the committed full run (nothing is trained)
+    numbers = report.key_numbers(results)
+    too_long = {k: v for k, v in numbers.items() if not isinstance(v, str) or len(v) > MAX_GLUED_CHARS}
+    assert not too_long, f"glued values longer than {MAX_GLUED_CHARS} characters (write the sentence in Markdown):\n" + \
+        "\n".join(f"{k}: {v!r}" for k, v in too_long.items())
+    assert not hasattr(report, "findings"), "a report builds whole sentences for its chapter"
+    cells = json.loads((ROOT / "book" / f"{experiment}.ipynb").read_text())["cells"]
+    glued = {k for c in cells if c["cell_type"] == "markdown"
+             for k in re.findall(r"\{glue:text\}`([^`]+)`", "".join(c["source"]))}
+    assert glued and glued <= set(numbers), f"glued but not in key_numbers(): {sorted(glued - set(numbers))}"
 
 
 @pytest.mark.slow

@@ -252,7 +252,9 @@ def test_the_experiment_trains_and_measures_in_a_tmp_root(tmp_path):
     assert model.width == metrics["width"] and model.config.st_out_size == (20, 20, 20)
     numbers = report.key_numbers(results)
     assert numbers["st3d_cnn_error"] == f"{m['test_error']:.2f}" and numbers["fcn_error"] == "n/a"
-    assert all(isinstance(v, str) and v for v in report.findings(results, "tiny").values())
+    assert numbers["st3d_cnn_vs_cnn"] in ("beats", "does not beat") and numbers["st3d_fcn_vs_fcn"] == "n/a"
+    assert numbers["st3d_cnn_pose"] == f"{m['rectification']['pose_deg']:.0f}"
+    assert all(isinstance(v, str) and 0 < len(v) <= 60 for v in numbers.values())  # numbers and words, no sentences
     assert "--cells fcn st3d-fcn" in report.missing_note(results, "full")
 
 

@@ -13,6 +13,7 @@ from stnbook.clutter.experiment import ATTENTION_OUT, EXPERIMENT, MODELS, PROFIL
 from stnbook.figures import COLORS, draw_outline, html_table, imshow
 from stnbook.paths import load_mnist
 from stnlib.data.cluttered import CLUTTER_PROTOCOLS, cluttered_test_set
+from stnlib.data.mnist import MNIST_COUNTS
 from stnlib.geometry import sampling_outline
 
 CELLS = [f"{p}-{m}" for p in PROTOCOLS for m in MODELS]
@@ -137,11 +138,17 @@ def step_ms(m: dict) -> float:
 
 
 def key_numbers(results: dict[str, dict]) -> dict[str, str]:
-    """The numbers the prose quotes, as strings ("n/a" where a run is missing).
+    """The numbers the prose quotes, as short strings ("n/a" where a run is missing): per cell its error, step time
+    and box measures; per canvas (``ram60_*``, ``ram100_*``) the best of our models (``_best``, its ``_best_error``),
+    RAM's anchor (``_ram``), whether ours is ``below`` or ``above`` it (``_vs_ram``) and whether the attention
+    model's step is ``faster`` or ``slower`` than the plain CNN's (``_attention_step``); the full profile's budget
+    (``full_*``).
 
     Examples:
         >>> key_numbers({})["ram100_st_cnn_attention_error"], key_numbers({})["ram60_cnn_ms"]
         ('n/a', 'n/a')
+        >>> key_numbers({})["ram100_vs_ram"], key_numbers({})["ram100_ram"], key_numbers({})["full_epochs"]
+        ('n/a', '10.83', '6.4')
     """
     out = {}
     for c in CELLS:
@@ -154,53 +161,24 @@ def key_numbers(results: dict[str, dict]) -> dict[str, str]:
         out[f"{key}_iou_half"] = "n/a" if box is None else f"{100 * box['iou_above_half']:.0f}"
         out[f"{key}_covered"] = "n/a" if box is None else f"{100 * box['covered']:.0f}"
         out[f"{key}_side"] = "n/a" if box is None else f"{box['side_px']:.0f}"
+    for p in PROTOCOLS:
+        got = {c: results[c] for c in CELLS if c.startswith(p + "-") and c in results}
+        best = min(got, key=lambda c: got[c]["test_error"], default=None)
+        ram = ANCHORS[p][0][1]
+        out[f"{p}_ram"] = f"{ram}"
+        out[f"{p}_best"] = "n/a" if best is None else NAMES[best.split("-", 1)[1]]
+        out[f"{p}_best_error"] = "n/a" if best is None else f"{got[best]['test_error']:.2f}"
+        out[f"{p}_vs_ram"] = "n/a" if best is None else ("below" if got[best]["test_error"] < ram else "above")
+        a, b = results.get(f"{p}-st-cnn-attention"), results.get(f"{p}-cnn")
+        out[f"{p}_attention_step"] = ("n/a" if a is None or b is None
+                                      else "faster" if step_ms(a) < step_ms(b) else "slower")
     m = next(iter(results.values()), None)
     out["budget"] = "n/a" if m is None else f"{m['steps']:,} steps at batch {m['batch_size']}"
     out["test_size"] = "n/a" if m is None else f"{m['test_size']:,}"
-    out["full_description"] = PROFILES["full"].description
-    return out
-
-
-def findings(results: dict[str, dict], source: str) -> dict[str, str]:
-    """Whole sentences for the key-results box, worded by what the artifacts show: ``finding_error`` (per canvas,
-    the best of our models against the anchors), ``finding_cost`` (the attention model's step time against the
-    plain CNN's), ``finding_box`` (where the attention transformer looks on 100x100).
-
-    Examples:
-        >>> findings({}, "full")["finding_error"]
-        'not measured yet (no full-profile artifacts)'
-    """
-    missing = f"not measured yet (no {source}-profile artifacts)"
-    out = dict.fromkeys(("finding_error", "finding_cost", "finding_box"), missing)
-    parts = []
-    for p in PROTOCOLS:
-        got = {c: results[c] for c in CELLS if c.startswith(p + "-") and c in results}
-        if not got:
-            continue
-        best = min(got, key=lambda c: got[c]["test_error"])
-        err = got[best]["test_error"]
-        ram = ANCHORS[p][0][1]
-        parts.append(f"on {canvas_of(best)}x{canvas_of(best)} our best model is the {NAMES[best.split('-', 1)[1]]} at "
-                     f"{err:.2f}% test error, {'below' if err < ram else 'above'} RAM's {ram}%")
-    if parts:
-        m = next(iter(results.values()))
-        out["finding_error"] = "; ".join(parts) + f" ({m['steps']:,} steps at batch {m['batch_size']}, {source} profile)"
-    costs = []
-    for p in PROTOCOLS:
-        a, b = results.get(f"{p}-st-cnn-attention"), results.get(f"{p}-cnn")
-        if a is not None and b is not None:
-            costs.append(f"{step_ms(a):.0f} ms against {step_ms(b):.0f} ms on {CLUTTER_PROTOCOLS[p].canvas}x"
-                         f"{CLUTTER_PROTOCOLS[p].canvas}")
-    if costs:
-        out["finding_cost"] = ("a training step of the attention ST-CNN takes " + "; ".join(costs)
-                               + " for the plain CNN (CPU wall time per step, on a shared machine)")
-    a = results.get("ram100-st-cnn-attention")
-    if a is not None and "box" in a:
-        b = a["box"]
-        out["finding_box"] = (f"on 100x100 the attention transformer's box has a mean side of {b['side_px']:.0f} px; "
-                              f"its IoU with the digit's 28x28 frame is {b['iou']:.2f} on average, above 0.5 on "
-                              f"{100 * b['iou_above_half']:.0f}% of the test canvases, and it covers "
-                              f"{100 * b['covered']:.0f}% of the frame on average")
+    full = PROFILES["full"]
+    out["full_steps"], out["full_batch"] = f"{full.steps:,}", f"{full.batch_size}"
+    out["full_epochs"] = f"{round(full.steps * full.batch_size / (full.train_size or MNIST_COUNTS['train']), 1):g}"
+    out["full_test_size"] = f"{full.test_size:,}"
     return out
 
 

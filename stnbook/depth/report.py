@@ -19,6 +19,7 @@ from stnbook.depth.experiment import ANALYSIS_SIZE, EXPERIMENT, MODELS, PROFILES
 from stnbook.figures import COLORS, draw_outline, html_table, imshow, set_view
 from stnbook.paths import load_mnist
 from stnlib.data.distortions import fixed_test_set
+from stnlib.data.mnist import MNIST_COUNTS
 from stnlib.models import count_parameters
 from stnlib.models_depth import build_depth_model
 
@@ -80,60 +81,57 @@ def models_html() -> str:
 
 # ---- numbers --------------------------------------------------------------------------------------------------------
 
+FEATURE_MAP_MODELS = [name for name, sites in MODELS.items() if any(s != "input" for s in sites)]
+"""The models with a transformer on a feature map (after block 1 or 2)."""
+
+
 def key_numbers(results: dict[str, dict]) -> dict[str, str]:
-    """The numbers the chapter's prose quotes, as strings ("n/a" for every one whose run is missing).
+    """The numbers the chapter's prose quotes, as short strings ("n/a" for every one whose run is missing). Per column
+    ``t`` and model: its error, step cost relative to the CNN (e.g. ``1.12x``), whether it ``beats`` or ``does not beat`` the CNN
+    (``{t}_{model}_vs_cnn``) and, per feature-map transformer, how well it follows the digit (``{t}_{model}_follow``);
+    per column the best model (``best_{t}``, ``best_{t}_error``), how many placements beat the CNN
+    (``{t}_beats_cnn``) and whether the best feature-map transformer model beats it (``{t}_feature_map_vs_cnn``);
+    the full profile's budget (``full_*``).
 
     Examples:
-        >>> key_numbers({})["RTS_st_block1_error"], key_numbers({})["best_RTS"]
-        ('n/a', 'n/a')
+        >>> key_numbers({})["RTS_st_block1_error"], key_numbers({})["best_RTS"], key_numbers({})["TC_beats_cnn"]
+        ('n/a', 'n/a', 'n/a')
+        >>> run = {"steps": 10, "batch_size": 8, "step_cost": {"relative": 1.0}}
+        >>> n = key_numbers({"TC-cnn": {**run, "test_error": 3.0}, "TC-st-block2": {**run, "test_error": 2.5,
+        ...                  "sites": {"block2": {"follow": 0.8}}}})
+        >>> n["TC_st_block2_vs_cnn"], n["TC_beats_cnn"], n["TC_feature_map_vs_cnn"], n["TC_st_block2_follow"]
+        ('beats', '1 of 1', 'beats', '0.80')
     """
     out = {}
     for t in TASKS:
+        cnn = results.get(f"{t}-cnn")
         for name in MODELS:
             m = results.get(f"{t}-{name}")
             key = f"{t}_{name.replace('-', '_')}"
             out[f"{key}_error"] = "n/a" if m is None else f"{m['test_error']:.2f}"
-            out[f"{key}_cost"] = "n/a" if m is None else f"{m['step_cost']['relative']:.2f}"
+            out[f"{key}_cost"] = "n/a" if m is None else f"{m['step_cost']['relative']:.2f}x"
+            if name == "cnn":
+                continue
+            out[f"{key}_vs_cnn"] = ("n/a" if m is None or cnn is None
+                                    else "beats" if m["test_error"] < cnn["test_error"] else "does not beat")
+            if name in FEATURE_MAP_MODELS:
+                site = next(s for s in MODELS[name] if s != "input")
+                out[f"{key}_follow"] = "n/a" if m is None else f"{m['sites'][site]['follow']:.2f}"
         have = {n: results[f"{t}-{n}"]["test_error"] for n in MODELS if f"{t}-{n}" in results}
-        out[f"best_{t}"] = "n/a" if not have else label(min(have, key=have.get))
+        best = min(have, key=have.get, default=None)
+        out[f"best_{t}"] = "n/a" if best is None else label(best)
+        out[f"best_{t}_error"] = "n/a" if best is None else f"{have[best]:.2f}"
+        others = [n for n in have if n != "cnn"]
+        out[f"{t}_beats_cnn"] = ("n/a" if cnn is None or not others else
+                                 f"{sum(have[n] < cnn['test_error'] for n in others)} of {len(others)}")
+        maps = [have[n] for n in FEATURE_MAP_MODELS if n in have]
+        out[f"{t}_feature_map_vs_cnn"] = ("n/a" if cnn is None or not maps
+                                          else "beats" if min(maps) < cnn["test_error"] else "does not beat")
     m = next(iter(results.values()), None)
     out["budget"] = "n/a" if m is None else f"{m['steps']:,} steps at batch {m['batch_size']}"
-    out["full_description"] = PROFILES["full"].description
-    return out
-
-
-def findings(results: dict[str, dict], source: str) -> dict[str, str]:
-    """Whole sentences (plain text) for the key-results box and the prose: ``finding_error`` (per column, each
-    placement against the plain CNN), ``finding_cost`` (the step cost of each placement relative to the CNN's),
-    ``finding_follow`` (whether the feature-map transformers move with the digit); each says what is missing
-    instead when the runs are.
-
-    Examples:
-        >>> findings({}, "full")["finding_error"]
-        'not measured yet (no full-profile artifacts)'
-    """
-    missing = f"not measured yet (no {source}-profile artifacts)"
-    out = dict.fromkeys(("finding_error", "finding_cost", "finding_follow"), missing)
-    parts, costs, follows = [], [], []
-    for t in TASKS:
-        cnn = results.get(f"{t}-cnn")
-        others = [(n, results[f"{t}-{n}"]) for n in MODELS if n != "cnn" and f"{t}-{n}" in results]
-        if cnn is not None and others:
-            better = [f"{label(n)} {m['test_error']:.2f}%" for n, m in others if m["test_error"] < cnn["test_error"]]
-            worse = [f"{label(n)} {m['test_error']:.2f}%" for n, m in others if m["test_error"] >= cnn["test_error"]]
-            parts.append(f"on {t} the CNN makes {cnn['test_error']:.2f}% errors; "
-                         + (f"better: {', '.join(better)}" if better else "no placement does better")
-                         + (f"; not better: {', '.join(worse)}" if worse else ""))
-        if others:
-            costs.append(f"{t}: " + ", ".join(f"{label(n)} {m['step_cost']['relative']:.2f}x" for n, m in others))
-        follows += [f"{label(n)} on {t}, the transformer {SITE_NAMES[s]}: {m['sites'][s]['follow']:.2f}"
-                    for n, m in others for s in MODELS[n] if s != "input"]
-    if parts:
-        out["finding_error"] = "; ".join(parts) + f" ({key_numbers(results)['budget']})"
-    if costs:
-        out["finding_cost"] = "; ".join(costs)
-    if follows:
-        out["finding_follow"] = "; ".join(follows)
+    full = PROFILES["full"]
+    out["full_steps"], out["full_batch"] = f"{full.steps:,}", f"{full.batch_size}"
+    out["full_epochs"] = f"{round(full.steps * full.batch_size / (full.train_size or MNIST_COUNTS['train']), 1):g}"
     return out
 
 

@@ -17,6 +17,7 @@ from stnbook.figures import COLORS, html_table, imshow, set_view
 from stnbook.paths import load_mnist
 from stnbook.volume3d.experiment import CELLS, EXPERIMENT, PROFILES, SPEC
 from stnlib.analysis import rotation_angle_deg, volume_pose
+from stnlib.data.mnist import MNIST_COUNTS
 from stnlib.data.volumes import volume_test_set
 from stnlib.geometry import BOX3D_EDGES, sampling_box3d
 
@@ -113,42 +114,6 @@ def models_html() -> str:
                        "all parameters"], rows, row_headers=True)
 
 
-def findings(results: dict[str, dict], source: str) -> dict[str, str]:
-    """Whole sentences (plain text) for the chapter's key-results box and prose, worded by what the artifacts show:
-    ``finding_error`` (each transformer model against its plain classifier), ``finding_rotation`` (how much of
-    the rotation the 3D ST-CNN undoes and the tilt left), ``finding_pose`` (whether its outputs share one pose),
-    ``finding_axes`` (the per-axis fits of both transformer models); each says what is missing instead when a
-    run is.
-
-    Examples:
-        >>> findings({}, "full")["finding_error"]
-        'not measured yet (no full-profile artifacts)'
-    """
-    n = key_numbers(results)
-    missing = f"not measured yet (no {source}-profile artifacts)"
-    out = dict.fromkeys(("finding_error", "finding_rotation", "finding_pose", "finding_axes"), missing)
-    pairs = [(st, plain) for st, plain in PLAIN.items() if st in results and plain in results]
-    if pairs:
-        out["finding_error"] = "; ".join(
-            f"the {label(st)} {'beats' if results[st]['test_error'] < results[plain]['test_error'] else 'does not beat'} "
-            f"the {label(plain)} on the flattened volume, {results[st]['test_error']:.2f}% against "
-            f"{results[plain]['test_error']:.2f}% test error" for st, plain in pairs) + f" ({n['budget']})"
-    if "st3d-cnn" in results:
-        r = results["st3d-cnn"]["rectification"]
-        out["finding_rotation"] = (
-            f"the 3D ST-CNN undoes {percent(r['undone'])}% of the applied rotation on average: the digits in its "
-            f"outputs are turned by {r['residual_deg']:.0f} degrees from facing the viewer upright, against "
-            f"{r['applied_deg']:.0f} in its inputs, and tilted away from the viewer by {r['residual_tilt_deg']:.0f} "
-            f"degrees, against {r['applied_tilt_deg']:.0f}")
-        out["finding_pose"] = (
-            f"its outputs' poses lie {r['spread_deg']:.0f} degrees on average from their mean pose, which is itself "
-            f"{r['pose_deg']:.0f} degrees from upright")
-    axes = [f"{label(c)}: {n[c.replace('-', '_') + '_slopes']}" for c in PLAIN if c in results]
-    if axes:
-        out["finding_axes"] = "; ".join(axes)
-    return out
-
-
 # ---- numbers --------------------------------------------------------------------------------------------------------
 
 def number(value: float, digits: int = 0) -> str:
@@ -168,24 +133,34 @@ def percent(fraction: float) -> str:
 
 
 def key_numbers(results: dict[str, dict]) -> dict[str, str]:
-    """The numbers the chapter's prose quotes, as strings ("n/a" for every one whose run is missing).
+    """The numbers the chapter's prose quotes, as short strings ("n/a" for every one whose run is missing): per model
+    its error; per transformer model whether it ``beats`` or ``does not beat`` its plain classifier
+    (``st3d_cnn_vs_cnn``, ``st3d_fcn_vs_fcn``), how much of the rotation it undoes, the rotation and tilt left, the
+    spread of its output poses and how far their mean pose is from upright (``_pose``), its per-axis slopes; the
+    full profile's budget (``full_*``).
 
     Examples:
-        >>> key_numbers({})["st3d_cnn_error"], key_numbers({})["st_beats_plain"]
-        ('n/a', 'n/a')
+        >>> key_numbers({})["st3d_cnn_error"], key_numbers({})["st_beats_plain"], key_numbers({})["st3d_cnn_vs_cnn"]
+        ('n/a', 'n/a', 'n/a')
+        >>> run = {"steps": 10, "batch_size": 8, "params": 5_000}
+        >>> key_numbers({"cnn": {**run, "test_error": 9.0}, "st3d-cnn": {**run, "test_error": 9.5}})["st3d_cnn_vs_cnn"]
+        'does not beat'
     """
     def get(cell, f):
         m = results.get(cell)
         return "n/a" if m is None else f(m)
 
     out = {f"{c.replace('-', '_')}_error": get(c, lambda m: f"{m['test_error']:.2f}") for c in CELLS}
-    for c in PLAIN:
+    for c, plain in PLAIN.items():
         key = c.replace("-", "_")
-        rect = lambda f: get(c, lambda m: f(m["rectification"]))
+        rect = lambda f: get(c, lambda m: f(m["rectification"]) if "rectification" in m else "n/a")
+        out[f"{key}_vs_{plain}"] = ("n/a" if c not in results or plain not in results else "beats"
+                                    if results[c]["test_error"] < results[plain]["test_error"] else "does not beat")
         out[f"{key}_undone"] = rect(lambda r: percent(r["undone"]))
         out[f"{key}_residual"] = rect(lambda r: f"{r['residual_deg']:.0f}")
         out[f"{key}_tilt"] = rect(lambda r: f"{r['residual_tilt_deg']:.0f}")
         out[f"{key}_spread"] = rect(lambda r: f"{r['spread_deg']:.0f}")
+        out[f"{key}_pose"] = rect(lambda r: f"{r['pose_deg']:.0f}")
         out[f"{key}_slopes"] = rect(lambda r: ", ".join(f"{a} {number(f['slope'], 2)}" for a, f in r["axes"].items()))
     any_rect = next((m["rectification"] for m in results.values() if "rectification" in m), None)
     out["applied_deg"] = "n/a" if any_rect is None else f"{any_rect['applied_deg']:.0f}"
@@ -197,7 +172,10 @@ def key_numbers(results: dict[str, dict]) -> dict[str, str]:
     out["budget"] = "n/a" if m is None else f"{m['steps']:,} steps at batch {m['batch_size']}"
     out["params"] = "n/a" if m is None else f"{m['params'] / 1000:.0f}k"
     out["size"] = f"{SPEC.size}"
-    out["full_description"] = PROFILES["full"].description
+    full = PROFILES["full"]
+    out["full_steps"], out["full_batch"] = f"{full.steps:,}", f"{full.batch_size}"
+    out["full_epochs"] = f"{round(full.steps * full.batch_size / (full.train_size or MNIST_COUNTS['train']), 1):g}"
+    out["full_test_size"] = f"{full.test_size:,}"
     return out
 
 
