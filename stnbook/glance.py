@@ -3,7 +3,8 @@ compute behind ours, all computed from the committed artifacts (the landing page
 of the chapters' key-results boxes).
 
 The paper's numbers come from the chapters' report modules (``PAPER_TABLE1``, ``PAPER_TABLE4``, ``PAPER_SUCCESS``,
-``PAPER_TABLE3``, the cost chapter's ``PAPER_CLAIM``; the 3D experiment has none); nothing here is typed in. Every
+``PAPER_TABLE3``, the cost chapter's ``PAPER_CLAIM``; the 3D and the transformer-at-any-depth experiments have none;
+for cluttered MNIST the clutter chapter's ``ANCHORS``, the recurrent attention model's); nothing here is typed in. Every
 number is compared as an error (lower is better): % test error, % of images *not* localised, 100 - % accuracy, or the
 % by which a training step is slower. For each cell, "ours" is its committed run with the most training (steps x batch) among the
 profiles in :data:`PROFILES`, so a longer run, once committed, replaces a shorter one here.
@@ -257,6 +258,40 @@ def table1_summary_row(art: Artifacts) -> Row:
                None, None, runs)
 
 
+# ---- cluttered MNIST against recurrent attention --------------------------------------------------------------------
+
+def clutter_rows(art: Artifacts) -> list[Row]:
+    """Per canvas of RAM's cluttered MNIST (60x60, 100x100): our best ST-CNN (affine or attention) against the
+    recurrent attention model's published error (the clutter chapter's :data:`~stnbook.clutter.report.ANCHORS`; the
+    STN paper gives no number on this protocol), and against the plain CNN trained with the same budget."""
+    from stnbook.clutter.experiment import EXPERIMENT, PROTOCOLS
+    from stnbook.clutter.report import ANCHORS, CELLS, NAMES, canvas_of
+
+    results = art.results(EXPERIMENT, "full")
+    rows = []
+    for p in PROTOCOLS:
+        name, paper = ANCHORS[p][0]
+        side = canvas_of(f"{p}-cnn")
+        title = f"Cluttered MNIST against recurrent attention, {side}x{side}: best ST-CNN"
+        paper_text = f"{paper}%" + _small(html.escape(f"{name}; not in the STN paper"))
+        sts = {c: results[c] for c in CELLS if c.startswith(f"{p}-st-") and c in results}
+        if not sts:
+            rows.append(Row(_link(title, "clutter"), "clutter", paper_text, "no artifacts", NOT_YET, "&ndash;", paper))
+            continue
+        cell, best = min(sts.items(), key=lambda kv: kv[1]["test_error"])
+        plain = results.get(f"{p}-cnn")
+        holds = plain is not None and best["test_error"] < plain["test_error"]
+        notes = [NAMES[cell.split("-", 1)[1]]]
+        notes += [f"{NAMES[c.split('-', 1)[1]]} {m['test_error']:.2f}%" for c, m in sts.items() if c != cell]
+        if plain is not None:
+            notes.append(f"CNN {plain['test_error']:.2f}% with the same budget")
+        runs = [best] + [m for c, m in sts.items() if c != cell] + ([plain] if plain else [])
+        rows.append(Row(_link(title, "clutter"), "clutter", paper_text,
+                        f"<b>{best['test_error']:.2f}%</b>" + _small(html.escape("; ".join(notes))),
+                        verdict(best["test_error"], paper, holds), compute_text(runs), paper, best["test_error"], runs))
+    return rows
+
+
 # ---- Table 4: two-digit addition --------------------------------------------------------------------------------------
 
 def addition_rows(art: Artifacts, profile: str | None = None) -> list[Row]:
@@ -340,16 +375,31 @@ def colocalisation_summary(results: dict[str, dict], variant: str) -> dict | Non
             "at_least_90": sum(v >= 90 for v in s), "below_20": sum(v < 20 for v in s), "zero": sum(v == 0 for v in s)}
 
 
-COLOC_OTHER_SEEDS = (1, 2)  # the full profile run again with these seeds, encoder included
+COLOC_OTHER_SEEDS = (1, 2)  # each profile run again with these seeds, encoder included
+COLOC_PROFILES = {"two-stage": "two embeddings (features, then logits)", "full": "the features embedding"}
+"""The co-localisation profiles the landing table may show, the better method first, and how the text names them."""
 
 
-def other_seed_means(art: Artifacts) -> dict[str, dict[int, float]]:
-    """Per variant: the mean % of images localised with each of :data:`COLOC_OTHER_SEEDS` that has artifacts."""
+def colocalisation_profile(art: Artifacts) -> str:
+    """The first of :data:`COLOC_PROFILES` whose seed-0 run has every problem (T and TC of every class); "full" when
+    none has."""
+    from stnbook.colocalisation.experiment import DIGITS, EXPERIMENT, VARIANTS, cell_id
+
+    for profile in COLOC_PROFILES:
+        results = art.results(EXPERIMENT, profile)
+        if all(cell_id(v, d) in results for v in VARIANTS for d in DIGITS):
+            return profile
+    return "full"
+
+
+def other_seed_means(art: Artifacts, profile: str = "full") -> dict[str, dict[int, float]]:
+    """Per variant: the mean % of images localised in ``profile`` with each of :data:`COLOC_OTHER_SEEDS` that has
+    artifacts."""
     from stnbook.colocalisation.experiment import EXPERIMENT, VARIANTS
 
     out = {v: {} for v in VARIANTS}
     for seed in COLOC_OTHER_SEEDS:
-        results = art.results(EXPERIMENT, "full", seed)
+        results = art.results(EXPERIMENT, profile, seed)
         for v in VARIANTS:
             s = colocalisation_summary(results, v)
             if s is not None:
@@ -358,12 +408,14 @@ def other_seed_means(art: Artifacts) -> dict[str, dict[int, float]]:
 
 
 def colocalisation_rows(art: Artifacts) -> list[Row]:
-    """T and TC: the mean % of images localised over the classes, against the paper's and against a random window.
-    Compared as errors: the % *not* localised, the paper's taken at its worst-localised class (the lenient end)."""
+    """T and TC: the mean % of images localised over the classes, against the paper's and against a random window,
+    from the best complete profile (:func:`colocalisation_profile`). Compared as errors: the % *not* localised, the
+    paper's taken at its worst-localised class (the lenient end)."""
     from stnbook.colocalisation.experiment import EXPERIMENT, VARIANTS
 
-    results = art.results(EXPERIMENT, "full")
-    others = other_seed_means(art)
+    profile = colocalisation_profile(art)
+    results = art.results(EXPERIMENT, profile)
+    others = other_seed_means(art, profile)
     chance = colocalisation_chance(results)
     rows = []
     for v in VARIANTS:
@@ -375,7 +427,8 @@ def colocalisation_rows(art: Artifacts) -> list[Row]:
             rows.append(Row(_link(title, "colocalisation"), "colocalisation", paper_text, "no artifacts", NOT_YET,
                             "&ndash;", 100 - lo))
             continue
-        notes = [f"seed 0, mean of {s['n']} classes, {s['min']:.0f}&ndash;{s['max']:.0f}% by class"]
+        notes = [f"{COLOC_PROFILES[profile]}; seed 0, mean of {s['n']} classes, "
+                 f"{s['min']:.0f}&ndash;{s['max']:.0f}% by class"]
         if others[v]:
             notes.append("seeds " + ", ".join(f"{k}: {m:.1f}%" for k, m in others[v].items()))
         if chance is not None:
@@ -448,6 +501,37 @@ def volume3d_rows(art: Artifacts) -> list[Row]:
                 verdict(st["test_error"], None, holds), compute_text(runs), None, st["test_error"], runs)]
 
 
+# ---- a transformer at any depth ---------------------------------------------------------------------------------------
+
+def depth_rows(art: Artifacts) -> list[Row]:
+    """Per column (RTS, TC): the best model with a transformer on a feature map against the plain CNN of the same
+    parameter count. The paper says a transformer can sit at any point of a CNN but compares no placements, so there
+    is no number to meet and only the ordering can hold; every placement's error is shown beside it."""
+    from stnbook.depth.experiment import EXPERIMENT, MODELS, TASKS
+    from stnbook.depth.report import FEATURE_MAP_MODELS, label
+
+    results = art.results(EXPERIMENT, "full")
+    rows = []
+    for t in TASKS:
+        title = f"Transformer at any depth (Sec. 3.4), {t}: best feature-map ST vs CNN"
+        paper_text = "no number" + _small("the claim, without a comparison of placements")
+        cnn = results.get(f"{t}-cnn")
+        maps = {n: results[f"{t}-{n}"] for n in FEATURE_MAP_MODELS if f"{t}-{n}" in results}
+        if cnn is None or not maps:
+            rows.append(Row(_link(title, "depth"), "depth", paper_text, "no artifacts", NOT_YET, "&ndash;"))
+            continue
+        name, best = min(maps.items(), key=lambda kv: kv[1]["test_error"])
+        holds = best["test_error"] < cnn["test_error"]
+        others = [f"{label(n)} {results[f'{t}-{n}']['test_error']:.2f}%" for n in MODELS
+                  if n not in ("cnn", name) and f"{t}-{n}" in results]
+        note = "; ".join([label(name), f"CNN {cnn['test_error']:.2f}% with the same budget", *others])
+        runs = [best, cnn] + [results[f"{t}-{n}"] for n in MODELS if n not in ("cnn", name) and f"{t}-{n}" in results]
+        rows.append(Row(_link(title, "depth"), "depth", paper_text, f"<b>{best['test_error']:.2f}%</b>"
+                        + _small(html.escape(note)), verdict(best["test_error"], None, holds), compute_text(runs), None,
+                        best["test_error"], runs))
+    return rows
+
+
 # ---- the speed claim --------------------------------------------------------------------------------------------------
 
 def paper_slowdown() -> float:
@@ -500,8 +584,8 @@ def cost_rows(art: Artifacts) -> list[Row]:
 def rows(root: Path | None = None) -> list[Row]:
     """Every row of the landing page's table, in the book's order, from the artifacts under ``root``."""
     art = Artifacts(root)
-    return (table1_rows(art) + addition_rows(art) + colocalisation_rows(art) + birds_rows(art) + volume3d_rows(art)
-            + cost_rows(art))
+    return (table1_rows(art) + clutter_rows(art) + addition_rows(art) + colocalisation_rows(art) + birds_rows(art)
+            + volume3d_rows(art) + depth_rows(art) + cost_rows(art))
 
 
 def verdict_note() -> str:
@@ -510,8 +594,9 @@ def verdict_note() -> str:
             f"<b>{ORDERING_ONLY}</b>: further off, but the paper's ordering holds (the spatial transformer beats the "
             "plain model trained with the same budget; in co-localisation, a randomly placed window); "
             f"<b>{NOT_YET}</b>: neither (the speed claim has no ordering to check, and the birds proxy is not the "
-            "paper's data set, nor does the paper give a number for its 3D digits, so there only the ordering can "
-            "hold).</p>"
+            "paper's data set, nor does the paper give a number for its 3D digits or for transformers placed inside "
+            "the CNN, so there only the ordering can hold). For cluttered MNIST the paper column holds the recurrent "
+            "attention model's published error on the same protocol; the STN paper reports none there.</p>"
             "<p><small>Errors in %, the lower the better: for co-localisation the % of images not localised, against "
             "the paper's worst class; for the birds, 100 minus the accuracy; for speed, how much slower the ST-CNN's "
             "step is. Ours is each cell's committed run with the most training (steps x batch); the time is the "
@@ -629,9 +714,11 @@ def colocalisation_key_numbers(root: Path | None = None) -> dict[str, str]:
     from stnbook.colocalisation.experiment import EXPERIMENT, VARIANTS
 
     art = Artifacts(root)
-    results, others = art.results(EXPERIMENT, "full"), other_seed_means(art)
+    profile = colocalisation_profile(art)
+    results, others = art.results(EXPERIMENT, profile), other_seed_means(art, profile)
     chance = colocalisation_chance(results)
-    out = {"coloc_chance": "n/a" if chance is None else f"{chance:.1f}"}
+    out = {"coloc_chance": "n/a" if chance is None else f"{chance:.1f}", "coloc_method": COLOC_PROFILES[profile],
+           "coloc_profile": profile}
     verdicts = {v: r.verdict for v, r in zip(VARIANTS, colocalisation_rows(art))}  # one row per variant, in order
     for v in ("T", "TC"):
         k = v.lower()
@@ -688,7 +775,7 @@ def birds_key_numbers(root: Path | None = None) -> dict[str, str]:
 
 
 __all__ = ["HEADER", "NOT_YET", "ORDERING_ONLY", "PROFILES", "REPRODUCED", "TOLERANCE", "VERDICTS", "Artifacts", "Row",
-           "addition_key_numbers", "addition_rows", "birds_key_numbers", "birds_rows", "colocalisation_key_numbers",
-           "colocalisation_rows", "compute_text", "cost_rows", "duration", "glance_html", "paper_slowdown",
-           "plot_paper_vs_ours", "random_window_success", "rows", "table1_rows", "verdict", "verdict_counts",
-           "verdict_note", "volume3d_rows"]
+           "addition_key_numbers", "addition_rows", "birds_key_numbers", "birds_rows", "clutter_rows",
+           "colocalisation_key_numbers", "colocalisation_profile", "colocalisation_rows", "compute_text", "cost_rows",
+           "depth_rows", "duration", "glance_html", "paper_slowdown", "plot_paper_vs_ours", "random_window_success",
+           "rows", "table1_rows", "verdict", "verdict_counts", "verdict_note", "volume3d_rows"]

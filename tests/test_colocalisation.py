@@ -179,3 +179,85 @@ def test_report_numbers_for_the_text():
     for fn in (reports.encoder_key_numbers, reports.success_key_numbers, reports.loss_key_numbers):
         nothing.update(fn({}))
     assert set(nothing.values()) == {"n/a"}
+
+
+def test_window_offsets_measure_a_common_offset_and_its_spread():
+    from stnbook.colocalisation import report as reports
+    from stnbook.colocalisation.experiment import window_offsets
+
+    g = torch.Generator().manual_seed(0)
+    corner = torch.randint(0, 56, (20, 2), generator=g).double() - 0.5
+    boxes = torch.cat([corner, corner + 28], 1)
+    theta = true_theta(boxes)
+    assert window_offsets(theta, boxes).abs().max() < 1e-3  # the true windows sit on the digits
+    shifted = theta.clone()
+    shifted[:, 1] += 2 * 9 / 84  # every window 9 px right, 12 px down
+    shifted[:, 2] += 2 * 12 / 84
+    s = reports.offset_summary({"theta": shifted, "box": boxes}, 84)
+    assert (round(s["dx"], 3), round(s["dy"], 3), round(s["length"], 3)) == (9.0, 12.0, 15.0)
+    assert s["spread"] < 1e-3 and round(s["side"], 3) == 28.0
+    jitter = shifted.clone()
+    jitter[:, 1:] += torch.randn(20, 2, generator=g) * 2 * 3 / 84  # about 3 px of scatter around the offset
+    assert 2.0 < reports.offset_summary({"theta": jitter, "box": boxes}, 84)["spread"] < 4.0
+    # the key numbers: which failed problems frame every image alike but off centre
+    found = {"T-0": {"success": 0.0, "length": 15.0, "spread": 0.5}, "T-1": {"success": 10.0, "length": 3.0,
+             "spread": 0.5}, "T-2": {"success": 20.0, "length": 12.0, "spread": 6.0},
+             "T-3": {"success": 95.0, "length": 4.0, "spread": 1.0}}
+    k = reports.offset_key_numbers(found)
+    assert (k["coloc_off_failed"], k["coloc_off_consistent"], k["coloc_off_ok_length"]) == ("3", "1", "4.0")
+    assert set(reports.offset_key_numbers({"T-3": found["T-3"]}).values()) == {"n/a"}
+
+
+def test_offset_landscape_is_lowest_at_the_truth_for_an_embedding_that_sees_the_digit():
+    """An embedding that is the crop's pixels: moving every window alike keeps the crops alike (the positive
+    distances stay 0, which is why training's common offsets are hard to leave), but loses ink, so the crops come
+    closer to the blank random patches; with a margin large enough for every hinge to be active, the landscape's
+    minimum is the zero offset."""
+    from stnbook.colocalisation.experiment import offset_landscape
+
+    g = torch.Generator().manual_seed(1)
+    digit = (torch.rand(28, 28, generator=g) > 0.5).float()
+    x = torch.zeros(12, 1, 84, 84)
+    corner = torch.randint(4, 52, (12, 2), generator=g)
+    for k, (c0, r0) in enumerate(corner.tolist()):
+        x[k, 0, r0:r0 + 28, c0:c0 + 28] = digit
+    boxes = torch.cat([corner - 0.5, corner + 27.5], 1).double()
+    model = CoLocaliser(CoLocalisationConfig(encoder_width=8, num_images=12, alpha=4.0))
+    model.embed = lambda crops, normalize=True: crops.flatten(1) / 28
+    land = offset_landscape(model, x, boxes, [-6, 0, 6], draws=2)
+    assert land.shape == (3, 3) and int(land.argmin()) == 4, land
+    with pytest.raises(ValueError, match="kind must be one of"):
+        offset_landscape(model, x, boxes, [0], kind="pixels")
+
+
+def test_coarse_embedding_while_the_window_is_large_then_the_final_one():
+    from types import SimpleNamespace
+
+    from stnbook.colocalisation.experiment import ScaleCurriculum, cnn_embedding, hinge_triplets
+
+    cfg = CoLocalisationConfig(num_images=4, hold=0.2, anneal_end=0.6, embedding="logits",
+                               coarse_embedding="features", coarse_until=0.6)
+    model = CoLocaliser(cfg)
+    trainer = SimpleNamespace(model=model, config=SimpleNamespace(steps=10))
+    kinds = []
+    for step in range(10):
+        ScaleCurriculum().on_step_start(trainer, step)
+        kinds.append(model.curriculum_embedding)
+        scale = model.curriculum_scale
+        assert kinds[-1] == ("features" if scale is not None and scale >= 0.6 else "logits")
+    assert kinds[0] == "features" and kinds[-1] == "logits" and "logits" in kinds[:6]  # switches while shrinking
+    # the loss uses the step's embedding: compare with the hinge computed by hand on each embedding
+    x = torch.rand(4, 1, 84, 84)
+    crops = random_crops(4, torch.Generator().manual_seed(0))
+    model.curriculum_scale = 1.0
+    for kind in ("features", "logits"):
+        model.curriculum_embedding = kind
+        out, _ = model(x, 1.0)
+        e = cnn_embedding(model.encoder, out, True, kind)
+        e_rand = cnn_embedding(model.encoder, model.st.sample(x, crops), True, kind)
+        assert torch.allclose(triplet_hinge_loss(model, (x, crops))[0], hinge_triplets(e, e_rand, 1.0)[0])
+    assert model.embed(out).shape[1] == 10  # scoring uses the final embedding (logits)
+    with pytest.raises(ValueError, match="coarse_embedding"):
+        CoLocalisationConfig(coarse_embedding="pixels")
+    with pytest.raises(ValueError, match="coarse_until"):
+        CoLocalisationConfig(coarse_until=0.0)

@@ -101,6 +101,59 @@ def test_the_landing_table_is_computed_from_the_artifacts(fake_results):
     assert rows["Speed (Sec. 4.2), ST-CNN vs CNN training step, GPU"].ours == "no benchmark artifact"
 
 
+def test_clutter_rows_compare_the_best_st_cnn_with_ram(tmp_path):
+    from stnbook.clutter.report import ANCHORS
+
+    empty = glance.clutter_rows(glance.Artifacts(tmp_path))
+    assert [r.paper_value for r in empty] == [ANCHORS["ram60"][0][1], ANCHORS["ram100"][0][1]] == [5.23, 10.83]
+    assert all(r.ours == "no artifacts" and r.verdict == glance.NOT_YET and r.chapter == "clutter" for r in empty)
+    assert "5.23%" in empty[0].paper and "Mnih et al. 2014" in empty[0].paper
+    w = lambda *a, **k: write_metrics(tmp_path, "clutter", "full", *a, **k)
+    w("ram60-cnn", test_error=8.0)
+    w("ram60-st-cnn-affine", test_error=6.0)  # the best ST-CNN, within 1.5x of RAM's 5.23: reproduced
+    w("ram60-st-cnn-attention", test_error=7.0)
+    w("ram100-cnn", test_error=18.0)
+    w("ram100-st-cnn-attention", test_error=17.0)  # beats the CNN, but above 1.5 x 10.83: ordering only
+    r60, r100 = glance.clutter_rows(glance.Artifacts(tmp_path))
+    assert (r60.ours_value, r60.paper_value, r60.verdict) == (6.0, 5.23, glance.REPRODUCED)
+    assert "ST-CNN affine" in r60.ours and "7.00%" in r60.ours and "CNN 8.00% with the same budget" in r60.ours
+    assert "100 x 8 (full), 3 runs" in r60.compute and len(r60.runs) == 3
+    assert (r100.ours_value, r100.paper_value, r100.verdict) == (17.0, 10.83, glance.ORDERING_ONLY)
+    w("ram60-st-cnn-affine-2", test_error=1.0)  # not a cell of the chapter: ignored
+    path = tmp_path / "clutter" / "full" / "ram100-st-cnn-attention" / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "test_error": 19.0}))  # now worse than the CNN
+    r60, r100 = glance.clutter_rows(glance.Artifacts(tmp_path))
+    assert r60.ours_value == 6.0 and (r100.ours_value, r100.verdict) == (19.0, glance.NOT_YET)
+
+
+def test_depth_rows_compare_the_best_feature_map_transformer_with_the_cnn(tmp_path):
+    empty = glance.depth_rows(glance.Artifacts(tmp_path))
+    assert len(empty) == 2 and all(r.ours == "no artifacts" and r.verdict == glance.NOT_YET for r in empty)
+    assert all(r.paper_value is None and r.paper.startswith("no number") and r.chapter == "depth" for r in empty)
+    w = lambda *a, **k: write_metrics(tmp_path, "depth", "full", *a, **k)
+    w("RTS-cnn", test_error=5.0)
+    w("RTS-st-input", test_error=3.0)  # beats the CNN, but is no feature-map transformer
+    w("RTS-st-block1", test_error=6.0)
+    w("RTS-st-block2", test_error=5.5)
+    w("TC-cnn", test_error=4.0)
+    w("TC-st-multi", test_error=3.5)  # a transformer after block 1 (and one at the input): beats the CNN
+    rts, tc = glance.depth_rows(glance.Artifacts(tmp_path))
+    assert "RTS" in rts.result and "TC" in tc.result
+    assert (rts.ours_value, rts.paper_value, rts.verdict) == (5.5, None, glance.NOT_YET)
+    assert "ST after block 2" in rts.ours and "CNN 5.00% with the same budget" in rts.ours
+    assert "ST at the input 3.00%" in rts.ours and "ST after block 1 6.00%" in rts.ours and len(rts.runs) == 4
+    assert (tc.ours_value, tc.verdict) == (3.5, glance.ORDERING_ONLY) and "ST at the input and after block 1" in tc.ours
+    w("TC-st-input", test_error=1.0)
+    (tmp_path / "depth" / "full" / "TC-st-multi" / "metrics.json").unlink()  # only the input transformer is left
+    assert glance.depth_rows(glance.Artifacts(tmp_path))[1].ours == "no artifacts"
+
+
+def test_the_landing_table_lists_the_chapters_in_the_book_order(fake_results):
+    chapters = list(dict.fromkeys(r.chapter for r in glance.rows(fake_results)))
+    assert chapters == ["distorted_mnist", "clutter", "addition", "colocalisation", "birds", "volume3d", "depth",
+                        "cost"]
+
+
 def test_a_changed_artifact_changes_the_table(fake_results):
     before = by_title(glance.rows(fake_results))["Two-digit addition (Table 4), 2xST-FCN TPS"]
     path = fake_results / "addition" / "full" / "2st-fcn-tps" / "metrics.json"
@@ -164,3 +217,25 @@ def test_table1_summary_numbers_and_the_st_against_plain_comparisons():
     assert (out["table1_better"], out["table1_comparisons"]) == ("1", "2")
     assert out["table1_median_gap"] == "+0.90"  # gaps 0.3, 0.8, 0.8, 0.9, 2.8, 6.8: the upper median
     assert t1.shortfall_key_numbers({})["table1_above"] == "n/a"
+
+
+def test_colocalisation_row_shows_the_best_complete_profile(fake_results):
+    """Two embeddings (two-stage) replace the features-only run on the landing table only once every problem of its
+    seed 0 has an artifact; the row names the method."""
+    t_title = "Co-localisation (A.2), T: images localised"
+    for d in range(10):  # two-stage: T-0..T-9 at 50%, TC only for 0..8: incomplete, the full profile stays
+        write_metrics(fake_results, "colocalisation", "two-stage", f"T-{d}", success=50.0,
+                      model_config={"canvas": 84, "out_size": 28})
+        if d < 9:
+            write_metrics(fake_results, "colocalisation", "two-stage", f"TC-{d}", success=80.0,
+                          model_config={"canvas": 84, "out_size": 28})
+    art = glance.Artifacts(fake_results)
+    assert glance.colocalisation_profile(art) == "full"
+    assert by_title(glance.rows(fake_results))[t_title].ours_value == 0.0
+    write_metrics(fake_results, "colocalisation", "two-stage", "TC-9", success=80.0,
+                  model_config={"canvas": 84, "out_size": 28})
+    assert glance.colocalisation_profile(glance.Artifacts(fake_results)) == "two-stage"
+    t = by_title(glance.rows(fake_results))[t_title]
+    assert t.ours_value == 50.0 and "two embeddings" in t.ours
+    k = glance.colocalisation_key_numbers(fake_results)
+    assert (k["coloc_t_mean"], k["coloc_tc_mean"], k["coloc_profile"]) == ("50.0", "80.0", "two-stage")

@@ -39,6 +39,15 @@ pre-trained MNIST CNN, alpha = 1"; the details below are our reading of A.2):
   input pixel) by ``anneal_end`` of the steps, while the translation keeps the digit in view; after that the
   scale is learned again, as a residual on 28 / 84. The translation is learned throughout, and nothing sees a
   box or a label. Evaluation uses the learned scale.
+* **Two embeddings** (optional: :attr:`CoLocalisationConfig.coarse_embedding`, the ``two-stage`` profile). Which
+  activations of the CNN make e() is ours to choose, and it decides the result. With ``features`` the large
+  windows of the curriculum align every digit at one place in the window (any shared place makes the crops
+  alike), but that place is arbitrary, and at the digit's scale the loss is lowest at an offset from the digit, so
+  many problems end with every window off centre by the same amount (:func:`window_offsets`,
+  :func:`offset_landscape`). With ``logits`` the loss at the digit's scale is lowest at the true boxes, but a
+  digit shrunk into a whole-canvas window barely moves the class scores, so the large windows find nothing to
+  align. Two stages use each where it works: ``coarse_embedding`` while the curriculum's window is at least
+  ``coarse_until`` of the canvas, ``embedding`` once it is smaller and after.
 * Every step uses all 100 images and all ordered pairs (n, m), n != m (the full-batch form of the
   paper's sum, which samples pairs by SGD); Adam with cosine decay, as every experiment here.
 * Two callbacks of the experiment run around every step: :class:`ScaleCurriculum` sets the window's scale
@@ -92,6 +101,14 @@ PROFILES: dict[str, Profile] = {
                     description="CPU budget: Adam, cosine decay; the encoder 150 steps at batch 256 (0.64 "
                                 "epochs); each problem 600 full-batch steps on its 100 images"),
 }
+# Two embeddings (see the module docstring): features while the curriculum's window is at least 0.6 of the canvas,
+# logits below and after; the scale is set by the curriculum for 85% of the steps (the full profile: 70%).
+TWO_STAGE = {"embedding": "logits", "coarse_embedding": "features", "coarse_until": 0.6, "anneal_end": 0.85}
+PROFILES["two-stage"] = dataclasses.replace(
+    PROFILES["full"], name="two-stage", model_overrides={"T-*": TWO_STAGE, "TC-*": TWO_STAGE},
+    description="the full profile's budget (the encoder 150 steps at batch 256; each problem 600 full-batch steps), "
+                "e() made of the encoder's pooled features while the curriculum's window is at least 0.6 of the "
+                "canvas and of its logits once it is smaller; the scale set by the curriculum for 85% of the steps")
 # The paper used "a pre-trained MNIST classifier": here one trained to about 1% error (2,350 steps at batch 256, 10
 # epochs) instead of the full profile's 150 steps (2.5%); the problems are trained as in the full profile.
 PROFILES["trained-encoder"] = dataclasses.replace(
@@ -117,6 +134,9 @@ class CoLocalisationConfig:
             declare they need, so that :func:`build` can load it and metrics.json names the encoder used.
         embedding: what e() is made of (:func:`cnn_embedding`): "features" (every max-pooled stage of the
             encoder and its logits) or "logits" (the class scores only).
+        coarse_embedding: the e() of the steps in which the curriculum holds the window at a scale of at least
+            :attr:`coarse_until` (None: :attr:`embedding` throughout); see :meth:`embedding_at`.
+        coarse_until: the scale below which :attr:`embedding` takes over from :attr:`coarse_embedding`.
         hold: fraction of the training steps at the whole-canvas scale (s = 1), translation learned.
         anneal_end: fraction of the steps by which the scale has shrunk linearly to :attr:`final_scale`;
             from there on the scale is learned. ``hold = anneal_end = 0``: no curriculum, the scale is
@@ -132,6 +152,8 @@ class CoLocalisationConfig:
     encoder_width: int = ENCODER_WIDTH
     encoder_dir: str | None = None
     embedding: str = "features"
+    coarse_embedding: str | None = None
+    coarse_until: float = 0.6
     hold: float = 0.25
     anneal_end: float = 0.7
 
@@ -140,6 +162,10 @@ class CoLocalisationConfig:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.embedding not in EMBEDDINGS:
             raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {self.embedding!r}")
+        if self.coarse_embedding is not None and self.coarse_embedding not in EMBEDDINGS:
+            raise ValueError(f"coarse_embedding must be None or one of {EMBEDDINGS}, got {self.coarse_embedding!r}")
+        if not 0 < self.coarse_until <= 1:
+            raise ValueError(f"coarse_until must be in (0, 1], got {self.coarse_until}")
         if not 0 <= self.hold <= self.anneal_end <= 1:
             raise ValueError(f"need 0 <= hold <= anneal_end <= 1, got hold={self.hold}, anneal_end={self.anneal_end}")
 
@@ -165,6 +191,22 @@ class CoLocalisationConfig:
             return 1.0
         f = (step - hold) / (end - hold)
         return 1.0 + f * (self.final_scale - 1.0)
+
+    def embedding_at(self, scale: float | None) -> str:
+        """The embedding the loss uses when the curriculum sets the window's ``scale`` (None: the scale is learned):
+        :attr:`coarse_embedding` while the window is at least :attr:`coarse_until` of the canvas, else
+        :attr:`embedding`.
+
+        Examples:
+            >>> c = CoLocalisationConfig(embedding="logits", coarse_embedding="features", coarse_until=0.6)
+            >>> [c.embedding_at(s) for s in (1.0, 0.6, 0.5, None)]
+            ['features', 'features', 'logits', 'logits']
+            >>> CoLocalisationConfig().embedding_at(1.0)  # no coarse embedding: the one embedding throughout
+            'features'
+        """
+        if self.coarse_embedding is not None and scale is not None and scale >= self.coarse_until:
+            return self.coarse_embedding
+        return self.embedding
 
     @property
     def clutter(self) -> int:
@@ -241,8 +283,9 @@ class CoLocaliser(nn.Module):
     tanh, so the window's centre stays on the canvas (a window parked off the canvas samples only zeros,
     a blank crop that agrees with every other blank crop and has no gradient to leave by). ``embed(crops)`` is e().
 
-    ``curriculum_scale`` is the scale the training loss passes to ``forward`` (None: learned); the
-    :class:`ScaleCurriculum` callback sets it before every step.
+    ``curriculum_scale`` is the scale the training loss passes to ``forward`` (None: learned) and
+    ``curriculum_embedding`` the embedding it uses (None: ``config.embedding``); the :class:`ScaleCurriculum`
+    callback sets both before every step.
     """
 
     def __init__(self, config: CoLocalisationConfig):
@@ -252,6 +295,7 @@ class CoLocaliser(nn.Module):
         self.encoder = build_model(encoder_config(config.encoder_width))
         self.encoder.requires_grad_(False)
         self.curriculum_scale: float | None = None
+        self.curriculum_embedding: str | None = None
 
     def forward(self, x: torch.Tensor, scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         expected = (1, self.config.canvas, self.config.canvas)
@@ -263,8 +307,9 @@ class CoLocaliser(nn.Module):
         theta = torch.cat([s, torch.tanh(raw[:, 1:])], 1)  # the window's centre stays on the canvas
         return self.st.sample(x, theta), theta
 
-    def embed(self, crops: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        return cnn_embedding(self.encoder, crops, normalize, self.config.embedding)
+    def embed(self, crops: torch.Tensor, normalize: bool = True, kind: str | None = None) -> torch.Tensor:
+        """e(crops) with the embedding ``kind`` (default: ``config.embedding``, the one the results are scored with)."""
+        return cnn_embedding(self.encoder, crops, normalize, kind or self.config.embedding)
 
 
 def pairwise_sq_distances(e: torch.Tensor) -> torch.Tensor:
@@ -299,7 +344,8 @@ def triplet_hinge_loss(model: CoLocaliser, batch: Sequence[torch.Tensor]) -> tup
     sampler); the random patches carry none.
 
     Args:
-        model: a :class:`CoLocaliser`; its ``curriculum_scale`` (None: learned) sets the window's scale.
+        model: a :class:`CoLocaliser`; its ``curriculum_scale`` (None: learned) sets the window's scale and its
+            ``curriculum_embedding`` (None: ``config.embedding``) what e() is made of.
         batch: ``(x, crops)``: x (N, 1, S, S) the problem's images; crops (N, 3) attention parameters
             (s, t_x, t_y) of the random patches.
 
@@ -308,9 +354,10 @@ def triplet_hinge_loss(model: CoLocaliser, batch: Sequence[torch.Tensor]) -> tup
     """
     x, crops = batch
     out, _ = model(x, model.curriculum_scale)
+    kind = model.curriculum_embedding
     with torch.no_grad():
-        e_rand = model.embed(model.st.sample(x, crops))
-    loss, active = hinge_triplets(model.embed(out), e_rand, model.config.alpha)
+        e_rand = model.embed(model.st.sample(x, crops), kind=kind)
+    loss, active = hinge_triplets(model.embed(out, kind=kind), e_rand, model.config.alpha)
     loss_value, active_value = torch.stack([loss.detach(), active]).tolist()
     return loss, {"loss": loss_value, "active": 100.0 * active_value}
 
@@ -368,6 +415,60 @@ def localisation_scores(theta: torch.Tensor, boxes: torch.Tensor, canvas: int = 
     return {"iou": iou, "success": 100.0 * (iou > threshold).float().mean().item()}
 
 
+def window_offsets(theta: torch.Tensor, boxes: torch.Tensor, canvas: int = COLOCALISATION_CANVAS) -> torch.Tensor:
+    """(..., N, 2) offsets (x, y) in canvas pixels of each window's centre from its digit's centre, for (..., N, 3)
+    attention thetas and (N, 4) true boxes: a transformer that finds every digit but frames it consistently off
+    centre has offsets that are large on average and nearly equal across the images.
+
+    Examples:
+        >>> box = torch.tensor([[27.5, 27.5, 55.5, 55.5]])  # the centre third of 84 px
+        >>> window_offsets(torch.tensor([[1 / 3, 0.0, 0.0]]), box).tolist()
+        [[0.0, 0.0]]
+        >>> window_offsets(torch.tensor([[1 / 3, 2 * 6 / 84, -2 * 3 / 84]]), box).round().tolist()  # 6 px right, 3 up
+        [[6.0, -3.0]]
+    """
+    centre = (theta[..., 1:].float() + 1) * canvas / 2 - 0.5
+    return centre - (boxes[:, :2].float() + boxes[:, 2:].float()) / 2
+
+
+@torch.no_grad()
+def offset_landscape(model: CoLocaliser, images: torch.Tensor, boxes: torch.Tensor, offsets: Sequence[float],
+                     kind: str | None = None, scale: float | None = None, draws: int = 4, seed: int = 0) -> torch.Tensor:
+    """The loss (:func:`loss_at`) when every window is the true box moved by one common offset: (len(offsets),
+    len(offsets)) values, row i moved by ``offsets[i]`` pixels down, column j by ``offsets[j]`` pixels right.
+
+    This is the loss along the direction in which training's solutions differ from the truth (each image framed
+    alike, all off by the same amount), so it shows whether the objective prefers the truth to its shifted copies,
+    and how wide the truth's basin is. ``kind`` ("features" or "logits") replaces the model's embedding for the
+    measurement; ``scale`` (default: the digit's size, ``config.final_scale``) sets every window's side.
+
+    Examples:
+        >>> _ = torch.manual_seed(0); cfg = CoLocalisationConfig(encoder_width=8, num_images=6)
+        >>> x = torch.zeros(6, 1, 84, 84); x[:, :, 30:50, 30:50] = 1
+        >>> box = torch.tensor([[27.5, 27.5, 55.5, 55.5]] * 6)
+        >>> offset_landscape(CoLocaliser(cfg), x, box, [-4, 0, 4], draws=1).shape
+        torch.Size([3, 3])
+    """
+    if kind is not None and kind not in EMBEDDINGS:
+        raise ValueError(f"kind must be one of {EMBEDDINGS}, got {kind!r}")
+    saved = model.config
+    if kind is not None:
+        model.config = dataclasses.replace(saved, embedding=kind)
+    try:
+        base = true_theta(boxes, saved.canvas).to(images.device)
+        base[:, 0] = saved.final_scale if scale is None else scale
+        out = torch.zeros(len(offsets), len(offsets))
+        for i, dy in enumerate(offsets):
+            for j, dx in enumerate(offsets):
+                th = base.clone()
+                th[:, 1] += 2 * dx / saved.canvas
+                th[:, 2] += 2 * dy / saved.canvas
+                out[i, j] = loss_at(model, images, th, seed=seed, draws=draws)
+    finally:
+        model.config = saved
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # The experiment
 
@@ -417,11 +518,13 @@ def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device, roo
 
 class ScaleCurriculum(Callback):
     """Before every step, sets ``model.curriculum_scale`` to the scale of the config's curriculum at that step
-    (:meth:`CoLocalisationConfig.scale_at`; None where the scale is learned)."""
+    (:meth:`CoLocalisationConfig.scale_at`; None where the scale is learned) and ``model.curriculum_embedding``
+    to the embedding the loss uses at that scale (:meth:`CoLocalisationConfig.embedding_at`)."""
 
     def on_step_start(self, trainer, step: int) -> None:
         model = trainer.model
         model.curriculum_scale = model.config.scale_at(step, trainer.config.steps)
+        model.curriculum_embedding = model.config.embedding_at(model.curriculum_scale)
 
 
 class TrajectoryRecorder(Callback):
@@ -512,5 +615,6 @@ COLOCALISATION = register(Experiment(EXPERIMENT, colocalisation_cells, PROFILES,
 
 __all__ = ["COLOCALISATION", "CoLocalisationConfig", "CoLocaliser", "RECORD_STEPS", "ScaleCurriculum",
            "TrajectoryRecorder", "callbacks", "cnn_embedding", "colocalisation_cells", "encoder_config",
-           "hinge_triplets", "localisation_net", "localisation_scores", "loss_at", "pairwise_sq_distances",
-           "predicted_boxes", "problem", "trajectory", "triplet_hinge_loss", "true_theta", "use_dependencies"]
+           "hinge_triplets", "localisation_net", "localisation_scores", "loss_at", "offset_landscape",
+           "pairwise_sq_distances", "predicted_boxes", "problem", "trajectory", "triplet_hinge_loss", "true_theta",
+           "use_dependencies", "window_offsets"]

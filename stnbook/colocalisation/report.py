@@ -22,13 +22,15 @@ from stnbook.colocalisation.experiment import (
     cell_id,
     localisation_scores,
     loss_at,
+    offset_landscape,
     predicted_boxes,
     problem,
     trajectory,
     true_theta,
+    window_offsets,
 )
 from stnbook.experiments import load_results
-from stnbook.figures import COLORS, imshow, set_view
+from stnbook.figures import COLORS, html_table, imshow, set_view
 
 PAPER_SUCCESS = {"T": "100", "TC": "75&ndash;93"}  # % of images with IoU > 0.5; TC: the range over digit classes
 SMOKE_CELLS = [ENCODER_CELL, "T-1", "TC-1"]
@@ -110,20 +112,25 @@ def seeds_html(runs: dict[int, dict[str, dict]]) -> str:
     """Per digit and variant: % of images localised with each seed, and the mean over the classes per seed."""
     if len(runs) < 2:
         return "<p>Fewer than two seeds have artifacts.</p>"
-    seeds = sorted(runs)
-    head = "".join(f"<th>{v}, seed {s}</th>" for v in VARIANTS for s in seeds)
+    return columns_html({f"seed {s}": runs[s] for s in sorted(runs)})
+
+
+def columns_html(columns: dict[str, dict[str, dict]]) -> str:
+    """Per digit and variant: % of images localised in each of ``columns`` (label -> results), and the mean over the
+    classes of each column (over the classes it has)."""
+    head = "".join(f"<th>{v}, {html.escape(label)}</th>" for v in VARIANTS for label in columns)
     rows = []
     for d in DIGITS:
         tds = []
         for v in VARIANTS:
-            for s in seeds:
-                m = runs[s].get(cell_id(v, d))
+            for results in columns.values():
+                m = results.get(cell_id(v, d))
                 tds.append("<td>&ndash;</td>" if m is None else f"<td>{m['success']:.0f}</td>")
         rows.append(f"<tr><th>{d}</th>{''.join(tds)}</tr>")
     means = []
     for v in VARIANTS:
-        for s in seeds:
-            ms = [runs[s][cell_id(v, d)]["success"] for d in DIGITS if cell_id(v, d) in runs[s]]
+        for results in columns.values():
+            ms = [results[cell_id(v, d)]["success"] for d in DIGITS if cell_id(v, d) in results]
             means.append(f"<td><b>{sum(ms) / len(ms):.1f}</b></td>" if ms else "<td>&ndash;</td>")
     rows.append(f"<tr><th>mean</th>{''.join(means)}</tr>")
     return f"<table class='stn-table'><tr><th>% localised</th>{head}</tr>{''.join(rows)}</table>"
@@ -173,6 +180,211 @@ def loss_key_numbers(results: dict[str, dict]) -> dict[str, str]:
             "coloc_loss_problems": str(len(ms)),
             "coloc_loss_true": f"{sum(m['loss_true'] for m in ms) / len(ms):.3f}",
             "coloc_loss_found": f"{sum(m['loss_learned'] for m in ms) / len(ms):.3f}"}
+
+
+# ---- the common offset ----------------------------------------------------------------------------------------------
+
+FAILED = 50.0  # a problem with fewer % of its images localised than this counts as failed in the offset analysis
+OFF_CENTRE_PX = 7.0  # a quarter of the digit's side: a common offset longer than this counts as off centre
+
+
+def offset_summary(analysis: dict, canvas: int) -> dict[str, float]:
+    """The windows' offsets from their digits (:func:`~stnbook.colocalisation.experiment.window_offsets`) at the end
+    of training: the common offset (mean over the images, x and y, px), its length, the spread across the images
+    (the per-axis standard deviations, averaged) and the windows' mean side in px."""
+    off = window_offsets(analysis["theta"], analysis["box"], canvas)
+    mean = off.mean(0)
+    return {"dx": mean[0].item(), "dy": mean[1].item(), "length": mean.norm().item(),
+            "spread": off.std(0).mean().item(), "side": canvas * analysis["theta"][:, 0].float().mean().item()}
+
+
+def offsets(profile: str, cells) -> dict[str, dict]:
+    """:func:`offset_summary` and the % localised of each of ``cells`` with an artifact in ``profile``."""
+    out = {}
+    for c in cells:
+        got = chapter_cell(c, profile)
+        if got is not None:
+            metrics, model, analysis = got
+            out[c] = {"success": metrics["success"], **offset_summary(analysis, model.config.canvas)}
+    return out
+
+
+def offsets_html(found: dict[str, dict]) -> str:
+    """Per problem: % localised, the common offset of the windows from the digits (x, y and its length), how much
+    the offsets differ between the images, and the windows' side."""
+    rows = [[html.escape(c), f"{o['success']:.0f}", f"{o['dx']:+.1f}, {o['dy']:+.1f}", f"<b>{o['length']:.1f}</b>",
+             f"{o['spread']:.1f}", f"{o['side']:.0f}"] for c, o in found.items()]
+    return html_table(["problem", "% localised", "common offset x, y (px)", "its length (px)",
+                       "spread across images (px)", "window side (px)"], rows, row_headers=True)
+
+
+def offset_key_numbers(found: dict[str, dict]) -> dict[str, str]:
+    """Numbers for the offset paragraph (keys ``coloc_off_*``; "n/a" without failed problems): how many problems
+    failed (under :data:`FAILED` % localised) and how many of them frame every digit alike but off centre (a common
+    offset longer than :data:`OFF_CENTRE_PX` px, images spread less than half that); the mean offset length and
+    spread of the failed problems, and the mean offset length of the others.
+
+    Examples:
+        >>> found = {"T-0": {"success": 0.0, "length": 14.0, "spread": 1.5},
+        ...          "T-6": {"success": 99.0, "length": 5.9, "spread": 1.2}}
+        >>> k = offset_key_numbers(found)
+        >>> k["coloc_off_failed"], k["coloc_off_consistent"], k["coloc_off_failed_length"], k["coloc_off_ok_length"]
+        ('1', '1', '14.0', '5.9')
+    """
+    keys = ["failed", "consistent", "failed_length", "failed_spread", "ok_length", "problems"]
+    failed = [o for o in found.values() if o["success"] < FAILED]
+    ok = [o for o in found.values() if o["success"] >= FAILED]
+    if not failed:
+        return {f"coloc_off_{k}": "n/a" for k in keys}
+    consistent = [o for o in failed if o["length"] > OFF_CENTRE_PX and o["spread"] < OFF_CENTRE_PX / 2]
+    mean = lambda os, k: f"{sum(o[k] for o in os) / len(os):.1f}" if os else "n/a"  # noqa: E731
+    return {"coloc_off_failed": str(len(failed)), "coloc_off_consistent": str(len(consistent)),
+            "coloc_off_failed_length": mean(failed, "length"), "coloc_off_failed_spread": mean(failed, "spread"),
+            "coloc_off_ok_length": mean(ok, "length"), "coloc_off_problems": str(len(found))}
+
+
+def plot_offset_history(profile: str, cells):
+    """Left: the length of the windows' common offset from the digits over training, one line per problem (red:
+    failed, green: localised); right: how much the offsets differ between the images. Dashed lines: the end of the
+    whole-canvas phase and of the shrinking phase of the scale curriculum."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    bounds = None
+    for c in cells:
+        got = chapter_cell(c, profile)
+        if got is None:
+            continue
+        metrics, model, analysis = got
+        steps, traj = trajectory(analysis)
+        steps = torch.cat([steps, torch.tensor([metrics["steps"]])])
+        off = window_offsets(torch.cat([traj, analysis["theta"][None]]), analysis["box"], model.config.canvas)
+        color = COLORS[1] if metrics["success"] >= FAILED else COLORS[0]
+        axes[0].plot(steps.tolist(), off.mean(1).norm(dim=-1).tolist(), color=color, lw=1.2, alpha=0.8)
+        axes[1].plot(steps.tolist(), off.std(1).mean(-1).tolist(), color=color, lw=1.2, alpha=0.8)
+        axes[0].annotate(c, (steps[-1].item(), off[-1].mean(0).norm().item()), fontsize=7, color=color,
+                         xytext=(3, 0), textcoords="offset points", va="center")
+        bounds = (round(model.config.hold * metrics["steps"]), round(model.config.anneal_end * metrics["steps"]))
+    for ax, label in zip(axes, ["common offset of the windows (px)", "spread across the images (px)"]):
+        if bounds is not None:
+            for b in bounds:
+                ax.axvline(b, color="0.5", ls="--", lw=0.8)
+        ax.set(xscale="symlog", xlabel="step", ylabel=label, ylim=(0, None), xlim=(0, None))
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+LANDSCAPE_OFFSETS = (-12, -9, -6, -3, 0, 3, 6, 9, 12)
+
+
+def landscapes(profile: str, cell: str, offsets=LANDSCAPE_OFFSETS, draws: int = 4) -> dict | None:
+    """The loss of one problem when every window is the true box moved by a common offset
+    (:func:`~stnbook.colocalisation.experiment.offset_landscape`), with each embedding, and the common offset
+    training ended at; None without the cell's artifact."""
+    got = chapter_cell(cell, profile)
+    if got is None:
+        return None
+    metrics, model, analysis = got
+    x = problem(model.config)["x"]
+    maps = {kind: offset_landscape(model, x, analysis["box"], offsets, kind=kind, draws=draws)
+            for kind in ("features", "logits")}
+    return {"cell": cell, "offsets": list(offsets), "maps": maps, "trained": model.config.embedding,
+            "found": offset_summary(analysis, model.config.canvas)}
+
+
+def landscape_key_numbers(land: dict | None) -> dict[str, str]:
+    """Per embedding (keys ``coloc_land_<kind>_*``): the loss at the truth, the lowest loss on the grid and where
+    it lies ("the truth" or the offset, x and y in px), and the cell shown; "n/a" without a landscape.
+
+    Examples:
+        >>> m = torch.tensor([[0.3, 0.2, 0.3], [0.3, 0.25, 0.3], [0.4, 0.4, 0.4]])
+        >>> k = landscape_key_numbers({"cell": "T-0", "offsets": [-4, 0, 4], "maps": {"features": m, "logits": m.T}})
+        >>> k["coloc_land_features_at"], k["coloc_land_logits_at"], k["coloc_land_features_truth"]
+        ('an offset of (+0, -4) px', 'an offset of (-4, +0) px', '0.250')
+    """
+    out = {"coloc_land_cell": "n/a" if land is None else land["cell"]}
+    for kind in ("features", "logits"):
+        keys = [f"coloc_land_{kind}_{k}" for k in ("truth", "min", "at")]
+        if land is None:
+            out.update(dict.fromkeys(keys, "n/a"))
+            continue
+        m, offs = land["maps"][kind], land["offsets"]
+        i, j = divmod(int(m.argmin()), m.shape[1])
+        centre = offs.index(0)
+        at = "the truth" if (i, j) == (centre, centre) else f"an offset of ({offs[j]:+d}, {offs[i]:+d}) px"
+        out.update(zip(keys, [f"{m[centre, centre]:.3f}", f"{m.min():.3f}", at]))
+    return out
+
+
+def plot_landscapes(land: dict | None):
+    """Heat maps of :func:`landscapes`: the loss against the common offset (x right, y down, px) with each
+    embedding; a circle at the truth (0, 0), a cross at the common offset training ended at, a dot at the minimum."""
+    if land is None:
+        return None
+    offs = land["offsets"]
+    half = (offs[1] - offs[0]) / 2
+    extent = (offs[0] - half, offs[-1] + half, offs[-1] + half, offs[0] - half)
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.6))
+    for ax, kind in zip(axes, ("features", "logits")):
+        m = land["maps"][kind]
+        im = ax.imshow(m.numpy(), extent=extent, cmap="viridis")
+        fig.colorbar(im, ax=ax, shrink=0.85, label="loss")
+        i, j = divmod(int(m.argmin()), m.shape[1])
+        ax.plot(0, 0, "o", mfc="none", mec="white", ms=11, mew=1.6)
+        ax.plot(offs[j], offs[i], ".", color="white", ms=8)
+        f = land["found"]
+        if max(abs(f["dx"]), abs(f["dy"])) <= offs[-1] + half:
+            ax.plot(f["dx"], f["dy"], "x", color=COLORS[0], ms=10, mew=2)
+        trained = " (trained with)" if kind == land["trained"] else ""
+        ax.set(title=f"{land['cell']}: e() = {kind}{trained}", xlabel="common offset x (px)",
+               ylabel="common offset y (px)")
+    fig.tight_layout()
+    return fig
+
+
+# ---- two embeddings -------------------------------------------------------------------------------------------------
+
+TWO_STAGE = "two-stage"  # the profile with two embeddings (features while the window is large, then logits)
+
+
+def method_columns() -> dict[str, dict[str, dict]]:
+    """The committed runs the method comparison shows (whatever the chapter's profile): the features embedding
+    (full profile, seed 0) and every seed of the two-stage profile that has artifacts."""
+    cols = {"features, seed 0": load_results(EXPERIMENT, "full")}
+    cols.update({f"two-stage, seed {s}": r for s in SEEDS if (r := load_results(EXPERIMENT, TWO_STAGE, seed=s))})
+    return cols
+
+
+def _variant_mean(results: dict[str, dict], variant: str) -> float | None:
+    got = [results[cell_id(variant, d)]["success"] for d in DIGITS if cell_id(variant, d) in results]
+    return sum(got) / len(got) if got else None
+
+
+def method_key_numbers(columns: dict[str, dict[str, dict]]) -> dict[str, str]:
+    """Numbers for the comparison's text (keys ``coloc_feat_*``, ``coloc_ts_*``; "n/a" where runs are missing): the
+    mean % localised per variant with features (seed 0) and two embeddings (seed 0, and every seed as a list), the
+    two-stage classes at 90% or more, and the seeds counted.
+
+    Examples:
+        >>> cols = {"features, seed 0": {"T-0": {"success": 10.0}},
+        ...         "two-stage, seed 0": {"T-0": {"success": 100.0}, "T-1": {"success": 80.0}},
+        ...         "two-stage, seed 1": {"T-0": {"success": 50.0}}}
+        >>> k = method_key_numbers(cols)
+        >>> k["coloc_feat_t_mean"], k["coloc_ts_t_mean"], k["coloc_ts_t_seeds"], k["coloc_ts_t_good"], k["coloc_ts_tc_mean"]
+        ('10.0', '90.0', '90.0% (seed 0), 50.0% (seed 1)', '1 of 2', 'n/a')
+    """
+    feat = columns.get("features, seed 0", {})
+    seeds = {int(label.rsplit(" ", 1)[1]): r for label, r in columns.items() if label.startswith("two-stage, seed ")}
+    out = {"coloc_ts_seeds_n": str(len(seeds))}
+    fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
+    for v in VARIANTS:
+        k = v.lower()
+        out[f"coloc_feat_{k}_mean"] = fmt(_variant_mean(feat, v))
+        out[f"coloc_ts_{k}_mean"] = fmt(_variant_mean(seeds.get(0, {}), v))
+        means = [(s, _variant_mean(r, v)) for s, r in sorted(seeds.items())]
+        out[f"coloc_ts_{k}_seeds"] = ", ".join(f"{m:.1f}% (seed {s})" for s, m in means if m is not None) or "n/a"
+        got = [seeds.get(0, {})[cell_id(v, d)]["success"] for d in DIGITS if cell_id(v, d) in seeds.get(0, {})]
+        out[f"coloc_ts_{k}_good"] = f"{sum(g >= 90 for g in got)} of {len(got)}" if got else "n/a"
+    return out
 
 
 def _draw_box(ax, box, color, lw=1.4, alpha=1.0):
@@ -261,7 +473,9 @@ def figure_trajectory(profile: str, cells, n: int = 4) -> list:
     return common.cell_figures(EXPERIMENT, profile, cells, lambda c, m, model, a: plot_trajectory(model, a, m, c, n))
 
 
-__all__ = ["PAPER_SUCCESS", "SMOKE_CELLS", "chapter_cell", "chapter_results", "embedding_scale_html",
-           "encoder_key_numbers", "figure_found", "figure_trajectory", "full_results", "loss_html", "loss_key_numbers",
-           "plot_found", "plot_problems", "showcase_cells", "plot_trajectory", "provenance", "SEEDS", "seed_results", "seeds_html",
-           "success_html", "success_key_numbers"]
+__all__ = ["FAILED", "LANDSCAPE_OFFSETS", "OFF_CENTRE_PX", "PAPER_SUCCESS", "SEEDS", "SMOKE_CELLS", "chapter_cell",
+           "chapter_results", "columns_html", "embedding_scale_html", "encoder_key_numbers", "figure_found", "figure_trajectory",
+           "full_results", "landscape_key_numbers", "method_columns", "method_key_numbers", "landscapes", "loss_html", "loss_key_numbers", "offset_key_numbers",
+           "offset_summary", "offsets", "offsets_html", "plot_found", "plot_landscapes", "plot_offset_history",
+           "plot_problems", "plot_trajectory", "provenance", "seed_results", "seeds_html", "showcase_cells",
+           "success_html", "success_key_numbers", "TWO_STAGE"]
