@@ -229,7 +229,7 @@ def examples(n: int = 4) -> dict:
     return volume_test_set(x, y, SPEC, n=n)
 
 
-def plot_examples(profile: str, cell: str = "st3d-cnn", n: int = 4):
+def plot_examples(profile: str, cell: str = "st3d-cnn", n: int = 3):
     """Per test volume (one row): the input's three maximum-intensity projections with the box the transformer
     samples (red), its output volume's projections, the flattened 2D image its classifier sees, and the one the
     plain classifier sees; None without an artifact."""
@@ -279,9 +279,9 @@ def plot_rotation(profile: str, cells=tuple(PLAIN)):
     for c, (_, _, analysis) in got.items():
         pose = volume_pose(analysis["rotation"].double(), analysis["theta"].double())
         for a in range(3):
-            axes[a].scatter(analysis["angles_deg"][:, a], pose["implied_angles_deg"][:, a], s=2, alpha=0.4,
+            axes[a].scatter(analysis["angles_deg"][:, a], pose["implied_angles_deg"][:, a], s=1.5, lw=0,
                             color=color(c), label=label(c), rasterized=True)
-        axes[3].scatter(rotation_angle_deg(analysis["rotation"]), pose["residual_deg"], s=2, alpha=0.4, color=color(c),
+        axes[3].scatter(rotation_angle_deg(analysis["rotation"]), pose["residual_deg"], s=1.5, lw=0, color=color(c),
                         label=label(c), rasterized=True)
     for a, name in enumerate("xyz"):
         axes[a].plot([-lim, lim], [-lim, lim], color="0.5", lw=0.8, ls="--")
