@@ -24,6 +24,24 @@ def chapter_results(experiment: str, profile: str, smoke_cells: list[str] | None
     return run(experiment, "smoke", smoke_cells, progress=False, root=results_dir() / SMOKE_ROOT), "smoke"
 
 
+def budget_numbers(profile) -> dict[str, str]:
+    """A profile's training budget for a chapter's text (keys ``full_steps``, ``full_batch``, ``full_epochs`` over
+    the MNIST training set or the profile's subset, and ``full_test_size`` when the profile fixes one).
+
+    Examples:
+        >>> from stnbook.experiments import Profile
+        >>> budget_numbers(Profile("full", steps=12_000, batch_size=128))
+        {'full_steps': '12,000', 'full_batch': '128', 'full_epochs': '25.6'}
+    """
+    from stnlib.data.mnist import MNIST_COUNTS
+
+    out = {"full_steps": f"{profile.steps:,}", "full_batch": f"{profile.batch_size}",
+           "full_epochs": f"{round(profile.steps * profile.batch_size / (profile.train_size or MNIST_COUNTS['train']), 1):g}"}
+    if profile.test_size is not None:
+        out["full_test_size"] = f"{profile.test_size:,}"
+    return out
+
+
 def missing_note(experiment: str, cells: list[str], results: dict[str, dict], source: str,
                  label=lambda cell: cell) -> str:
     """One paragraph: which of ``cells`` have no artifact in ``results`` and the command that makes them ("" when

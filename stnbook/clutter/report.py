@@ -13,7 +13,6 @@ from stnbook.clutter.experiment import ATTENTION_OUT, EXPERIMENT, MODELS, PROFIL
 from stnbook.figures import COLORS, draw_outline, html_table, imshow
 from stnbook.paths import load_mnist
 from stnlib.data.cluttered import CLUTTER_PROTOCOLS, cluttered_test_set
-from stnlib.data.mnist import MNIST_COUNTS
 from stnlib.geometry import sampling_outline
 
 CELLS = [f"{p}-{m}" for p in PROTOCOLS for m in MODELS]
@@ -175,10 +174,7 @@ def key_numbers(results: dict[str, dict]) -> dict[str, str]:
     m = next(iter(results.values()), None)
     out["budget"] = "n/a" if m is None else f"{m['steps']:,} steps at batch {m['batch_size']}"
     out["test_size"] = "n/a" if m is None else f"{m['test_size']:,}"
-    full = PROFILES["full"]
-    out["full_steps"], out["full_batch"] = f"{full.steps:,}", f"{full.batch_size}"
-    out["full_epochs"] = f"{round(full.steps * full.batch_size / (full.train_size or MNIST_COUNTS['train']), 1):g}"
-    out["full_test_size"] = f"{full.test_size:,}"
+    out.update(common.budget_numbers(PROFILES["full"]))
     return out
 
 

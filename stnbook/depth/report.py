@@ -19,7 +19,6 @@ from stnbook.depth.experiment import ANALYSIS_SIZE, EXPERIMENT, MODELS, PROFILES
 from stnbook.figures import COLORS, draw_outline, html_table, imshow, set_view
 from stnbook.paths import load_mnist
 from stnlib.data.distortions import fixed_test_set
-from stnlib.data.mnist import MNIST_COUNTS
 from stnlib.models import count_parameters
 from stnlib.models_depth import build_depth_model
 
@@ -129,9 +128,7 @@ def key_numbers(results: dict[str, dict]) -> dict[str, str]:
                                           else "beats" if min(maps) < cnn["test_error"] else "does not beat")
     m = next(iter(results.values()), None)
     out["budget"] = "n/a" if m is None else f"{m['steps']:,} steps at batch {m['batch_size']}"
-    full = PROFILES["full"]
-    out["full_steps"], out["full_batch"] = f"{full.steps:,}", f"{full.batch_size}"
-    out["full_epochs"] = f"{round(full.steps * full.batch_size / (full.train_size or MNIST_COUNTS['train']), 1):g}"
+    out.update(common.budget_numbers(PROFILES["full"]))
     return out
 
 

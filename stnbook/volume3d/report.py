@@ -17,7 +17,6 @@ from stnbook.figures import COLORS, html_table, imshow, set_view
 from stnbook.paths import load_mnist
 from stnbook.volume3d.experiment import CELLS, EXPERIMENT, PROFILES, SPEC
 from stnlib.analysis import rotation_angle_deg, volume_pose
-from stnlib.data.mnist import MNIST_COUNTS
 from stnlib.data.volumes import volume_test_set
 from stnlib.geometry import BOX3D_EDGES, sampling_box3d
 
@@ -172,10 +171,7 @@ def key_numbers(results: dict[str, dict]) -> dict[str, str]:
     out["budget"] = "n/a" if m is None else f"{m['steps']:,} steps at batch {m['batch_size']}"
     out["params"] = "n/a" if m is None else f"{m['params'] / 1000:.0f}k"
     out["size"] = f"{SPEC.size}"
-    full = PROFILES["full"]
-    out["full_steps"], out["full_batch"] = f"{full.steps:,}", f"{full.batch_size}"
-    out["full_epochs"] = f"{round(full.steps * full.batch_size / (full.train_size or MNIST_COUNTS['train']), 1):g}"
-    out["full_test_size"] = f"{full.test_size:,}"
+    out.update(common.budget_numbers(PROFILES["full"]))
     return out
 
 
