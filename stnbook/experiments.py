@@ -52,7 +52,10 @@ class Profile:
     ``cell_overrides`` maps cell-id patterns (:mod:`fnmatch`, e.g. ``"*-fcn*"``) to fields that apply to
     the matching cells only, on top (every matching pattern, in order), e.g. ``{"mnist-cnn": {"steps": 150}}``;
     ``model_overrides`` maps cell-id patterns the same way to model-config fields (e.g. the transformers'
-    output size), applied by :func:`cell_model`.
+    output size), applied by :func:`cell_model`. ``distortion_ramp`` (start, end), as fractions of a cell's
+    steps, makes the training distortions grow from none to full strength over that part of the run (a
+    distortion curriculum, :class:`~stnlib.data.DistortedMNIST`'s ``ramp``; experiments whose data take
+    it); the test set is never ramped.
 
     Examples:
         >>> p = Profile("full", steps=600, batch_size=100, cell_overrides={"enc*": {"steps": 150}})
@@ -72,8 +75,14 @@ class Profile:
     train_overrides: dict = field(default_factory=dict)
     cell_overrides: dict[str, dict] = field(default_factory=dict)
     model_overrides: dict[str, dict] = field(default_factory=dict)
+    distortion_ramp: tuple[float, float] | None = None
 
     def __post_init__(self):
+        if self.distortion_ramp is not None:
+            start, end = self.distortion_ramp
+            if not 0.0 <= start < end <= 1.0:
+                raise ValueError(f"profile {self.name!r}: distortion_ramp must be (start, end) fractions of the steps "
+                                 f"with 0 <= start < end <= 1, got {self.distortion_ramp!r}")
         for fields in [self.train_overrides, *self.cell_overrides.values()]:
             if "batch_size" in fields:  # the data sources are made with the profile's batch size
                 raise ValueError(f"profile {self.name!r}: set batch_size on the profile, not in its overrides")
@@ -89,6 +98,18 @@ class Profile:
     def steps_for(self, cell_id: str) -> int:
         """Training steps of ``cell_id`` in this profile."""
         return int(self.overrides_for(cell_id).get("steps", self.steps))
+
+    def ramp_steps(self, cell_id: str) -> tuple[int, int] | None:
+        """``distortion_ramp`` in steps of ``cell_id`` (None without one).
+
+        Examples:
+            >>> Profile("p", steps=1000, batch_size=8, distortion_ramp=(0.05, 0.25)).ramp_steps("R-st-cnn-affine")
+            (50, 250)
+        """
+        if self.distortion_ramp is None:
+            return None
+        steps = self.steps_for(cell_id)
+        return round(self.distortion_ramp[0] * steps), max(round(self.distortion_ramp[1] * steps), 1)
 
 
 @dataclass(frozen=True)
@@ -260,7 +281,7 @@ def _saved_model_config(metrics: dict, model_config) -> dict:
     return {**defaults, **metrics.get("model_config", {})}
 
 
-def _differences(metrics: dict, model_config, cfg: TrainConfig) -> str:
+def _differences(metrics: dict, model_config, cfg: TrainConfig, ramp: tuple[int, int] | None = None) -> str:
     saved = _saved_train_config(metrics)
     wanted = {k: v for k, v in cfg.to_dict().items() if k not in _VOLATILE}
     model = _saved_model_config(metrics, model_config)
@@ -268,6 +289,8 @@ def _differences(metrics: dict, model_config, cfg: TrainConfig) -> str:
              if saved.get(k) != wanted.get(k)]
     diffs += [f"model {k}: {model.get(k)!r} -> {v!r}" for k, v in model_config.to_dict().items()
               if v is not None and model.get(k) != v]
+    if not _same_ramp(metrics, ramp):
+        diffs.append(f"distortion_ramp: {metrics.get('distortion_ramp')!r} -> {None if ramp is None else list(ramp)!r}")
     return "; ".join(diffs) or "unknown"
 
 
@@ -279,6 +302,12 @@ def _same_run(metrics: dict, model_config, cfg: TrainConfig) -> bool:
     # a None field of the cell's config is one the experiment fills in while running (e.g. a path)
     same_model = all(model.get(k) == v for k, v in model_config.to_dict().items() if v is not None)
     return saved == wanted and same_model
+
+
+def _same_ramp(metrics: dict, ramp: tuple[int, int] | None) -> bool:
+    """Whether a finished artifact was trained with this distortion ramp (in steps; None: none)."""
+    saved = metrics.get("distortion_ramp")
+    return (None if saved is None else tuple(saved)) == ramp
 
 
 ARTIFACT_FILES = ("model.pt", "analysis.pt")
@@ -392,9 +421,10 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
     if needs:
         model_config = exp.use_dependencies(model_config, {d.id: artifact_dir(d, prof.name, root, seed) for d in needs})
     run_dir = run_dir_of(cell, prof.name, root, seed)
+    ramp = prof.ramp_steps(cell.id)
     if done.exists():
         metrics = read_metrics(done)
-        if _same_run(metrics, model_config, cfg):
+        if _same_run(metrics, model_config, cfg) and _same_ramp(metrics, ramp):
             try:
                 return verify_artifact(out, metrics)
             except ArtifactError as e:
@@ -402,7 +432,7 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
                     print(f"[{cell.experiment} / {prof.name}] {cell.id}: {e}; training it again")
         elif not force:
             raise ArtifactConflict(
-                f"'{out}' holds a finished artifact made with other settings ({_differences(metrics, model_config, cfg)}); "
+                f"'{out}' holds a finished artifact made with other settings ({_differences(metrics, model_config, cfg, ramp)}); "
                 "run with --force to replace it, or use another profile or seed")
         # made with other settings (or broken): its finished checkpoint must not be resumed into the new run
         (run_dir / "checkpoint.pt").unlink(missing_ok=True)
@@ -460,6 +490,8 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
                               f"--cells {cell.id} --seed {seed}",
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
+    if ramp is not None:
+        metrics["distortion_ramp"] = list(ramp)
     metrics.update(analysis.pop("metrics", {}))
     if prof.train_size is None and hasattr(train_data, "num_examples"):
         metrics["epochs"] = result["steps"] * cfg.batch_size / train_data.num_examples

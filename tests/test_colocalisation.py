@@ -261,3 +261,50 @@ def test_coarse_embedding_while_the_window_is_large_then_the_final_one():
         CoLocalisationConfig(coarse_embedding="pixels")
     with pytest.raises(ValueError, match="coarse_until"):
         CoLocalisationConfig(coarse_until=0.0)
+
+
+def test_offset_search_moves_every_window_back_onto_its_digit():
+    """Windows that frame every digit 6 px to the right (what failed training runs do) and an embedding that is the
+    crop's pixels (whose loss is lowest at the truth, see above): the search moves every window back onto its
+    digit, once, at the first step after the curriculum; the shift is saved with the model."""
+    from types import SimpleNamespace
+
+    from stnbook.colocalisation.experiment import OffsetSearch, best_common_shift, search_offsets, window_offsets
+
+    g = torch.Generator().manual_seed(1)
+    digit = (torch.rand(28, 28, generator=g) > 0.5).float()
+    x = torch.zeros(12, 1, 84, 84)
+    corner = torch.randint(14, 42, (12, 2), generator=g)
+    for k, (c0, r0) in enumerate(corner.tolist()):
+        x[k, 0, r0:r0 + 28, c0:c0 + 28] = digit
+    boxes = torch.cat([corner - 0.5, corner + 27.5], 1).double()
+    cfg = CoLocalisationConfig(encoder_width=8, num_images=12, alpha=4.0, hold=0.2, anneal_end=0.6,
+                               offset_search=9.0, offset_step=1.5)
+    model = CoLocaliser(cfg)
+    model.embed = lambda crops, normalize=True, kind=None: crops.flatten(1) / 28
+    off = true_theta(boxes).float()
+    off[:, 1] += 2 * 6 / 84  # 6 px right of every digit
+    raw = torch.cat([torch.ones(12, 1), torch.atanh(off[:, 1:])], 1)
+    model.st.localise = lambda images: raw  # a net that has learned the common offset
+    before = window_offsets(model(x)[1].detach(), boxes)
+    assert torch.allclose(before, torch.tensor([6.0, 0.0]).expand(12, 2), atol=1e-3)
+
+    shifts = search_offsets(9.0, 1.5)
+    assert len(shifts) == 13 * 13 and shifts[0].tolist() == [0.0, 0.0] and len(set(map(tuple, shifts.tolist()))) == 169
+    best, losses = best_common_shift(model, x, shifts, draws=2)
+    assert losses[best] < losses[0] and shifts[best, 0] < 0  # leftwards, back towards the digits
+
+    trainer = SimpleNamespace(model=model, config=SimpleNamespace(steps=10, seed=0), records={},
+                              device=torch.device("cpu"))
+    search = OffsetSearch(x)
+    for step in range(10):
+        search.on_step_start(trainer, step)
+        if step < 6:  # nothing before the curriculum's end (step 6 of 10)
+            assert "offset_search" not in trainer.records
+    rec = trainer.records["offset_search"]
+    assert rec["step"] == 6 and rec["loss_after"] < rec["loss_before"] and rec["candidates"] == 169
+    after = window_offsets(model(x)[1].detach(), boxes)
+    assert after.norm(dim=1).max() < 1e-3, after
+    assert "window_shift" in model.state_dict() and "window_shift" not in CoLocaliser(CoLocalisationConfig()).state_dict()
+    with pytest.raises(ValueError, match="offset_search"):
+        CoLocalisationConfig(offset_search=-1.0)

@@ -17,7 +17,9 @@ from stnlib.data import (
     distortion_matrix,
     fixed_test_set,
     make_addition_batch,
+    ramp_strength,
     sample_distortion,
+    soften_distortion,
 )
 from stnlib.transforms.projective import homography_from_points, projective_points
 
@@ -368,3 +370,45 @@ def test_real_mnist_test_sets():
         if kind == "RTS":  # the digit stays (mostly) on the canvas: its ink, scaled by s^2, is kept
             ink = images[:300].double().sum((1, 2)) / 255 * t["params"]["scale"] ** 2
             assert (t["x"].double().sum((1, 2, 3)) / ink).min() > 0.9
+
+
+def test_soften_distortion_moves_every_parameter_towards_the_identity():
+    p = sample_distortion("RTS", 64, gen(5))
+    assert all(torch.equal(soften_distortion("RTS", p, 1.0)[k], p[k]) for k in p)
+    none = soften_distortion("RTS", p, 0.0)
+    assert torch.equal(none["angle_deg"], torch.zeros(64, dtype=torch.float64))
+    assert torch.equal(none["scale"], torch.ones(64, dtype=torch.float64))
+    assert torch.equal(none["translation"], torch.zeros(64, 2, dtype=torch.float64))
+    half = soften_distortion("RTS", p, 0.5)
+    torch.testing.assert_close(half["angle_deg"], p["angle_deg"] / 2)
+    torch.testing.assert_close(half["scale"], p["scale"].sqrt())  # the geometric mean of scale and 1
+    assert torch.equal(p["angle_deg"], sample_distortion("RTS", 64, gen(5))["angle_deg"])  # not changed in place
+    # at strength 0 the digit comes out as it went in, in the middle of the canvas
+    x = square_digits(2)
+    q = soften_distortion("RTS", sample_distortion("RTS", 2, gen()), 0.0)
+    expected = torch.zeros(2, 1, 42, 42)
+    expected[:, :, 7:35, 7:35] = x
+    torch.testing.assert_close(apply_distortion("RTS", x, q), expected, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="R, R180, RTS"):
+        soften_distortion("P", sample_distortion("P", 2, gen()), 0.5)
+    with pytest.raises(ValueError, match=r"strength must be in \[0, 1\]"):
+        soften_distortion("R", sample_distortion("R", 2, gen()), 1.5)
+
+
+def test_ramped_batches_grow_from_upright_to_the_unramped_ones():
+    images, labels = small_dataset()
+    plain = DistortedMNIST("R", images, labels, batch_size=4, seed=11)
+    ramped = DistortedMNIST("R", images, labels, batch_size=4, seed=11, ramp=(2, 6))
+    assert [ramp_strength(t, ramped.ramp) for t in (0, 2, 3, 4, 6, 9)] == [0.0, 0.0, 0.25, 0.5, 1.0, 1.0]
+    for step in (0, 1, 2):  # upright: the digits as they are
+        x, y = ramped.batch(step)
+        torch.testing.assert_close(x, images[ramped.indices(step)][:, None].float() / 255, rtol=0, atol=1e-5)
+        assert torch.equal(y, plain.batch(step)[1])
+    torch.testing.assert_close(ramped.params(4)["angle_deg"], plain.params(4)["angle_deg"] / 2)
+    for step in (6, 7, 11):  # full strength: the very batches of the run without a ramp
+        assert torch.equal(ramped.batch(step)[0], plain.batch(step)[0])
+    assert "ramp=(2, 6)" in repr(ramped) and "ramp" not in repr(plain)
+    with pytest.raises(ValueError, match="R, R180, RTS"):
+        DistortedMNIST("TC", images, labels, batch_size=4, seed=0, ramp=(0, 5))
+    with pytest.raises(ValueError, match="0 <= start < end"):
+        DistortedMNIST("R", images, labels, batch_size=4, seed=0, ramp=(5, 5))

@@ -121,3 +121,19 @@ def test_a_cell_being_trained_by_another_live_process_is_refused(tmp_path):
     lock.write_text(f"{socket.gethostname()} 999999999")  # a process that is gone: its lock is taken over
     assert run_cell(cell, TINY, device="cpu", progress=False, root=tmp_path)["steps"] == 12
     assert not lock.exists()
+
+
+def test_a_distortion_ramp_is_recorded_and_keys_the_artifact(tmp_path):
+    cell = get_cells("table1", ["R-st-fcn-affine"])[0]
+    ramped = Profile("tiny", steps=12, batch_size=32, lr=2e-3, train_size=640, test_size=200, distortion_ramp=(0.25, 0.5))
+    assert ramped.ramp_steps(cell.id) == (3, 6) and TINY.ramp_steps(cell.id) is None
+    a = run_cell(cell, ramped, device="cpu", progress=False, root=tmp_path)
+    assert a["distortion_ramp"] == [3, 6]
+    plain = run_cell(cell, TINY, device="cpu", progress=False, root=tmp_path / "plain")
+    assert "distortion_ramp" not in plain and plain["history"] != a["history"]
+    # the same profile name without the ramp is another run: refused, naming the difference
+    with pytest.raises(ArtifactConflict, match=r"distortion_ramp: \[3, 6\] -> None"):
+        run_cell(cell, TINY, device="cpu", progress=False, root=tmp_path)
+    assert run_cell(cell, ramped, device="cpu", progress=False, root=tmp_path)["finished"] == a["finished"]
+    with pytest.raises(ValueError, match="distortion_ramp must be"):
+        Profile("bad", steps=10, batch_size=8, distortion_ramp=(0.5, 0.2))

@@ -1,6 +1,6 @@
-"""The rectify chapter's comparison of recipe variants, on hand-made progress records."""
+"""The rectify chapter's comparison of recipe variants and of the distortion curriculum, on hand-made records."""
 
-from stnbook.rectify.report import variant_key_numbers, variants_html
+from stnbook.rectify.report import ramp_html, ramp_key_numbers, rectified, variant_key_numbers, variants_html
 
 
 def evals(*rows):
@@ -27,3 +27,32 @@ def test_variant_numbers_compare_at_the_same_steps():
     assert variant_key_numbers({}, step=10)["rect_var_final_cmp"] == "n/a"
     html = variants_html(progress, at=(10, 20))
     assert "-0.05 (2.00%)" in html and "&ndash;" in html  # loclr10 never reached step 20
+
+
+def run(slope, r, error, intercept=-2.0):
+    return {"test_error": error, "steps": 60_000, "wall_time_s": 600.0,
+            "rectification": {"slope": slope, "r": r, "intercept": intercept, "residual_sd": 12.0},
+            "eval_history": [{"step": 5_000, "rect_slope": slope / 2}]}
+
+
+def test_rectified_needs_both_the_slope_and_the_correlation():
+    assert rectified({"slope": -0.92, "r": -0.95}) and rectified({"slope": 1.2, "r": 0.9})
+    assert not rectified({"slope": -0.92, "r": -0.85})  # follows the angle on average, too loosely
+    assert not rectified({"slope": -0.6, "r": -0.99})  # tightly, but only part of the way
+    assert not rectified({"slope": -1.3, "r": -0.99})  # overshoots
+
+
+def test_ramp_numbers_name_each_profile_and_the_target():
+    results = {"R-st-fcn-affine": {"full": run(-0.63, -0.89, 3.22, -15.2), "ramp": run(-0.95, -0.96, 2.5)},
+               "R-st-cnn-affine": {"full": run(-0.53, -0.81, 0.91)},
+               "R180-st-fcn-affine": {"ramp": run(-0.9, -0.93, 4.0)}}
+    k = ramp_key_numbers(results)
+    assert (k["full_fcn_slope"], k["full_fcn_r"], k["full_fcn_intercept"], k["full_fcn_met"]) == \
+        ("0.63", "0.89", "15", "does not meet")
+    assert (k["ramp_fcn_slope"], k["ramp_fcn_error"], k["ramp_fcn_met"], k["ramp_fcn_minutes"]) == \
+        ("0.95", "2.50", "meets", "10")
+    assert k["ramp_cnn_slope"] == k["ramp_cnn_met"] == k["ramp_cnn_vs_paper"] == "n/a"
+    assert (k["r180_ramp_fcn_slope"], k["r180_ramp_cnn_slope"]) == ("0.90", "n/a")
+    assert (k["ramp_start"], k["ramp_end"]) == ("3,000", "24,000")  # 5% and 40% of the 60,000 steps
+    html = ramp_html(results)
+    assert html.count("<tr") == 1 + 4 and ">yes<" in html and ">no<" in html

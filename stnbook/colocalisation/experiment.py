@@ -109,6 +109,15 @@ PROFILES["two-stage"] = dataclasses.replace(
     description="the full profile's budget (the encoder 150 steps at batch 256; each problem 600 full-batch steps), "
                 "e() made of the encoder's pooled features while the curriculum's window is at least 0.6 of the "
                 "canvas and of its logits once it is smaller; the scale set by the curriculum for 85% of the steps")
+# Two embeddings, and at the end of the curriculum a search for the one shift of every window with the lowest loss
+# (within +-12 px, on a 1.5 px grid): the failed problems frame every digit at a common offset, which gradient
+# descent on the narrow, rugged logits landscape does not leave
+SEARCH = {**TWO_STAGE, "offset_search": 12.0, "offset_step": 1.5}
+PROFILES["search"] = dataclasses.replace(
+    PROFILES["full"], name="search", model_overrides={"T-*": SEARCH, "TC-*": SEARCH},
+    description="the two-stage profile, and where the curriculum ends (85% of the steps) the common shift of every "
+                "window (within 12 px, on a 1.5 px grid) with the lowest loss, added to every window's centre; then "
+                "gradient descent as before")
 # The paper used "a pre-trained MNIST classifier": here one trained to about 1% error (2,350 steps at batch 256, 10
 # epochs) instead of the full profile's 150 steps (2.5%); the problems are trained as in the full profile.
 PROFILES["trained-encoder"] = dataclasses.replace(
@@ -141,6 +150,12 @@ class CoLocalisationConfig:
         anneal_end: fraction of the steps by which the scale has shrunk linearly to :attr:`final_scale`;
             from there on the scale is learned. ``hold = anneal_end = 0``: no curriculum, the scale is
             learned from the start (as a residual on :attr:`final_scale`).
+        offset_search: radius in canvas pixels of a search, at the step where the curriculum ends, for the one
+            shift of every window that minimises the loss (:class:`OffsetSearch`; 0: none, and the model has
+            no ``window_shift``). Gradient descent
+            cannot leave a solution that frames every digit at the same offset; the search moves all windows
+            together, along exactly that direction, and keeps the shift with the lowest loss.
+        offset_step: spacing in pixels of the search's square grid of shifts.
     """
 
     digit: int = 0
@@ -156,8 +171,13 @@ class CoLocalisationConfig:
     coarse_until: float = 0.6
     hold: float = 0.25
     anneal_end: float = 0.7
+    offset_search: float = 0.0
+    offset_step: float = 1.0
 
     def __post_init__(self):
+        if self.offset_search < 0 or self.offset_step <= 0:
+            raise ValueError(f"need offset_search >= 0 and offset_step > 0 (pixels), got {self.offset_search} and "
+                             f"{self.offset_step}")
         if self.variant not in COLOCALISATION_CLUTTER:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.embedding not in EMBEDDINGS:
@@ -296,6 +316,8 @@ class CoLocaliser(nn.Module):
         self.encoder.requires_grad_(False)
         self.curriculum_scale: float | None = None
         self.curriculum_embedding: str | None = None
+        if config.offset_search > 0:  # the common shift OffsetSearch finds, added to every window's centre
+            self.register_buffer("window_shift", torch.zeros(2))
 
     def forward(self, x: torch.Tensor, scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         expected = (1, self.config.canvas, self.config.canvas)
@@ -304,8 +326,14 @@ class CoLocaliser(nn.Module):
                              f"got {tuple(x.shape)}")
         raw = self.st.localise(x)
         s = raw[:, :1] + (self.config.final_scale - 1.0) if scale is None else torch.full_like(raw[:, :1], scale)
-        theta = torch.cat([s, torch.tanh(raw[:, 1:])], 1)  # the window's centre stays on the canvas
+        theta = torch.cat([s, self.centres(raw)], 1)
         return self.st.sample(x, theta), theta
+
+    def centres(self, raw: torch.Tensor) -> torch.Tensor:
+        """The windows' centres (B, 2) from the regression layer's outputs (B, 3): tanh keeps them on the canvas,
+        and the common shift of :class:`OffsetSearch` (when the config has one) moves them all alike."""
+        t = torch.tanh(raw[:, 1:])
+        return t + self.window_shift if hasattr(self, "window_shift") else t
 
     def embed(self, crops: torch.Tensor, normalize: bool = True, kind: str | None = None) -> torch.Tensor:
         """e(crops) with the embedding ``kind`` (default: ``config.embedding``, the one the results are scored with)."""
@@ -527,6 +555,67 @@ class ScaleCurriculum(Callback):
         model.curriculum_embedding = model.config.embedding_at(model.curriculum_scale)
 
 
+def search_offsets(radius: float, step: float) -> torch.Tensor:
+    """(K, 2) shifts (x, y) in pixels of the square grid of spacing ``step`` within +-``radius``, (0, 0) first.
+
+    Examples:
+        >>> search_offsets(1, 1).tolist()[:3], len(search_offsets(1, 1))
+        ([[0.0, 0.0], [-1.0, -1.0], [0.0, -1.0]], 9)
+    """
+    k = int(radius // step)
+    axis = torch.arange(-k, k + 1, dtype=torch.float32) * step
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1).reshape(-1, 2)
+    grid = grid[(grid != 0).any(1)]
+    return torch.cat([torch.zeros(1, 2), grid])
+
+
+@torch.no_grad()
+def best_common_shift(model: CoLocaliser, images: torch.Tensor, shifts: torch.Tensor, draws: int = 8,
+                      seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of the model's windows (scale learned) when every window is moved by each of ``shifts`` (K, 2)
+    pixels, averaged over ``draws`` sets of random patches with the model's own embedding: (index of the lowest,
+    losses (K,))."""
+    raw = model.st.localise(images)
+    s = raw[:, :1] + (model.config.final_scale - 1.0)
+    centres = model.centres(raw)
+    data = CoLocalisationBatches(images, seed=seed, device=images.device)
+    e_rand = [model.embed(model.st.sample(images, data.batch(k)[1])) for k in range(draws)]
+    losses = torch.zeros(len(shifts))
+    for i, d in enumerate(shifts.to(raw.device)):
+        theta = torch.cat([s, centres + 2 * d / model.config.canvas], 1)
+        e = model.embed(model.st.sample(images, theta))
+        losses[i] = sum(hinge_triplets(e, er, model.config.alpha)[0].item() for er in e_rand) / draws
+    return int(losses.argmin()), losses
+
+
+class OffsetSearch(Callback):
+    """At the first step after the curriculum (the window's scale learned from then on), when the config asks for
+    it (``offset_search > 0``): the common shift of every window with the lowest loss
+    (:func:`best_common_shift` over :func:`search_offsets`) is added to the model's ``window_shift`` (a buffer:
+    saved with the model, not trained), and ``trainer.records["offset_search"]`` keeps the step, the shift and
+    the loss before and after."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def on_step_start(self, trainer, step: int) -> None:
+        model = trainer.model
+        cfg = model.config
+        if cfg.offset_search <= 0 or step != round(cfg.anneal_end * trainer.config.steps):
+            return
+        if "offset_search" in trainer.records:
+            return
+        shifts = search_offsets(cfg.offset_search, cfg.offset_step)
+        was_training = model.training
+        model.eval()
+        best, losses = best_common_shift(model, self.images.to(trainer.device), shifts, seed=trainer.config.seed)
+        model.train(was_training)
+        model.window_shift += 2 * shifts[best].to(model.window_shift) / cfg.canvas
+        trainer.records["offset_search"] = {"step": step, "shift_px": shifts[best].tolist(),
+                                            "loss_before": float(losses[0]), "loss_after": float(losses[best]),
+                                            "candidates": len(shifts)}
+
+
 class TrajectoryRecorder(Callback):
     """Keeps theta (num_images, 3) of the problem's images before each step in ``steps`` (so, after that many
     completed steps), as ``trainer.records["trajectory"]``: a list of ``{"step", "theta"}``. Runs after
@@ -550,7 +639,7 @@ def callbacks(cell: Cell, test: dict) -> list[Callback]:
     """The class cells' callbacks (the curriculum first); the encoder has none."""
     if "problem" not in test:
         return []
-    return [ScaleCurriculum(), TrajectoryRecorder(test["problem"]["x"])]
+    return [ScaleCurriculum(), OffsetSearch(test["problem"]["x"]), TrajectoryRecorder(test["problem"]["x"])]
 
 
 def trajectory(analysis: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -613,8 +702,8 @@ def analyse(model: nn.Module, test: dict, cell: Cell) -> dict:
 COLOCALISATION = register(Experiment(EXPERIMENT, colocalisation_cells, PROFILES, make_data, build, rebuild, analyse,
                                      loss, callbacks=callbacks, use_dependencies=use_dependencies))
 
-__all__ = ["COLOCALISATION", "CoLocalisationConfig", "CoLocaliser", "RECORD_STEPS", "ScaleCurriculum",
-           "TrajectoryRecorder", "callbacks", "cnn_embedding", "colocalisation_cells", "encoder_config",
+__all__ = ["COLOCALISATION", "CoLocalisationConfig", "CoLocaliser", "OffsetSearch", "RECORD_STEPS", "ScaleCurriculum",
+           "TrajectoryRecorder", "best_common_shift", "callbacks", "cnn_embedding", "colocalisation_cells", "encoder_config",
            "hinge_triplets", "localisation_net", "localisation_scores", "loss_at", "offset_landscape",
-           "pairwise_sq_distances", "predicted_boxes", "problem", "trajectory", "triplet_hinge_loss", "true_theta",
-           "use_dependencies", "window_offsets"]
+           "pairwise_sq_distances", "predicted_boxes", "problem", "search_offsets", "trajectory", "triplet_hinge_loss",
+           "true_theta", "use_dependencies", "window_offsets"]

@@ -43,6 +43,13 @@ for _mult in (3, 10):
 PROFILES["narrow"] = Profile(
     "narrow", steps=60_000, batch_size=128, lr=1e-3, eval_every=5_000, model_overrides={"*-st-cnn-*": {"width": 12}},
     description="the full profile with the ST-CNN's classifier at width 12 (instead of the budget's 27)")
+# does a classifier that first learns upright digits make the transformer undo the rotations? A distortion
+# curriculum: upright digits for the first 5% of the steps, then rotations growing linearly to the full range
+# at 40% (the test set is the same fixed, fully rotated one)
+PROFILES["ramp"] = Profile(
+    "ramp", steps=60_000, batch_size=128, lr=1e-3, eval_every=5_000, distortion_ramp=(0.05, 0.4),
+    description="the full profile with a distortion curriculum: upright digits for the first 5% of the steps, "
+                "then rotations growing linearly to their full range at 40%")
 
 
 def rectify_cells() -> list[Cell]:

@@ -192,32 +192,35 @@ def rectify_models(profile: str) -> dict[str, object]:
     return out
 
 
-def r180_key_numbers(stats: dict[int, dict[str, float]]) -> dict[str, str]:
-    """The numbers the R180 prose quotes (strings), from :func:`~stnbook.table1.report.pose_by_class`."""
+def r180_key_numbers(stats: dict[int, dict[str, float]], prefix: str = "r180") -> dict[str, str]:
+    """The numbers the R180 prose quotes (strings, keys starting with ``prefix``), from
+    :func:`~stnbook.table1.report.pose_by_class`."""
     axial = [s["axial"] for s in stats.values()]
     axes = [abs(s["axis_deg"]) for s in stats.values()]
-    return {"r180_one_pose_max": f"{max(s['resultant'] for s in stats.values()):.2f}",
-            "r180_axial_min": f"{min(axial):.2f}", "r180_axial_max": f"{max(axial):.2f}",
-            "r180_input_axial_max": f"{max(s['input_axial'] for s in stats.values()):.2f}",
-            "r180_axis_max": f"{max(axes):.0f}"}
+    one = [s["resultant"] for s in stats.values()]
+    return {f"{prefix}_one_pose_max": f"{max(one):.2f}", f"{prefix}_one_pose_min": f"{min(one):.2f}",
+            f"{prefix}_pose_max": f"{max(abs(s['mean_deg']) for s in stats.values()):.0f}",
+            f"{prefix}_axial_min": f"{min(axial):.2f}", f"{prefix}_axial_max": f"{max(axial):.2f}",
+            f"{prefix}_input_axial_max": f"{max(s['input_axial'] for s in stats.values()):.2f}",
+            f"{prefix}_axis_max": f"{max(axes):.0f}"}
 
 
-def r180_pose(profile: str, cell: str = "R180-st-fcn-affine"):
-    """(HTML table, figure, key numbers) of the output pose per class for an R180 transformer, or None
-    without an artifact."""
+def r180_pose(profile: str, cell: str = "R180-st-fcn-affine", prefix: str = "r180"):
+    """(HTML table, figure, key numbers with ``prefix``) of the output pose per class for an R180 transformer,
+    or None without an artifact."""
     got = common.chapter_cell("rectify", cell, profile)
     if got is None:
         return None
     metrics, _, analysis = got
     data = test_set("R180", len(analysis["theta"]))
     stats = pose_by_class(analysis["theta"], data)
-    body = [[c, f"{s['resultant']:.2f}", f"{s['axial']:.2f}", f"{s['axis_deg']:+.0f}", f"{s['input_axial']:.2f}"]
-            for c, s in stats.items()]
-    table = html_table(["digit", "concentration on one pose", "on one pose or its opposite (axial)",
+    body = [[c, f"{s['resultant']:.2f}", f"{s['mean_deg']:+.0f}", f"{s['axial']:.2f}", f"{s['axis_deg']:+.0f}",
+             f"{s['input_axial']:.2f}"] for c, s in stats.items()]
+    table = html_table(["digit", "concentration on one pose", "that pose (deg)", "on one pose or its opposite (axial)",
                         "that axis (deg)", "axial concentration of the inputs"], body,
                        caption=f"{rectify_label(cell)}: {metrics['test_error']:.2f}% test error; 1 = every output "
                                "in one pose, 0 = no preferred pose")
-    return table, plot_pose_by_class(analysis["theta"], data), r180_key_numbers(stats)
+    return table, plot_pose_by_class(analysis["theta"], data), r180_key_numbers(stats, prefix)
 
 
 def training_snapshots(profile: str, cell: str = "R-st-fcn-affine") -> dict | None:
@@ -315,3 +318,96 @@ def snapshot_numbers(snap: dict | None) -> dict[str, str]:
             "snap_turn_end": f"{float(snap['rotation'][-1].abs().mean()):.0f}",
             "snap_pose_start": f"{float(pose[0].abs().mean()):.0f}",
             "snap_pose_end": f"{float(pose[-1].abs().mean()):.0f}"}
+
+
+# the distortion curriculum (profile "ramp") against the recipe without it (profile "full"), same cells and budget
+RAMP_CELLS = ("R-st-fcn-affine", "R-st-cnn-affine", "R180-st-fcn-affine", "R180-st-cnn-affine")
+RAMP_PROFILES = ("full", "ramp")
+
+
+def rectified(fit: dict) -> bool:
+    """The target for a transformer that undoes the rotation: |r| >= 0.9 and |slope| in [0.8, 1.2]."""
+    return abs(fit["r"]) >= 0.9 and 0.8 <= abs(fit["slope"]) <= 1.2
+
+
+def ramp_results(cells=RAMP_CELLS, profiles=RAMP_PROFILES) -> dict[str, dict[str, dict]]:
+    """{cell: {profile: metrics}} of the committed rectify artifacts with and without the distortion ramp
+    (cells and profiles without an artifact are left out)."""
+    from stnbook.experiments import load_results
+
+    by_profile = {p: load_results("rectify", p) for p in profiles}
+    out = {}
+    for c in cells:
+        got = {p: by_profile[p][c] for p in profiles if c in by_profile[p]}
+        if got:
+            out[c] = got
+    return out
+
+
+def ramp_html(results: dict[str, dict[str, dict]]) -> str:
+    """HTML table: per cell and profile, test error and the rotation fit on the whole test set (slope, r,
+    intercept: the pose the outputs settle in), the target met or not, and the compute."""
+    body = []
+    for c, runs in results.items():
+        for p, m in runs.items():
+            fit = m["rectification"]
+            body.append([rectify_label(c), p, f"{m['test_error']:.2f}", f"{fit['slope']:+.2f}", f"{fit['r']:+.2f}",
+                         f"{fit['intercept']:+.1f}", "yes" if rectified(fit) else "no", f"{m['steps']:,}",
+                         f"{m['wall_time_s'] / 60:.1f} min"])
+    return html_table(["cell", "profile", "% error", "rotation slope", "r", "intercept (deg)", "undone?", "steps",
+                       "wall time (1 CPU thread)"], body,
+                      caption="undone: |r| >= 0.9 and |slope| in [0.8, 1.2]; the intercept is the rotation left on an "
+                              "upright input")
+
+
+def plot_ramp_over_training(results: dict[str, dict[str, dict]], ax=None):
+    """|rotation slope| at every evaluation (probe: 1,000 test images), solid with the ramp, dashed without;
+    the shaded band is the target, the span where the rotations grow is marked."""
+    from stnbook.experiments import get_profile
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.2, 3.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (c, runs) in enumerate(results.items()):
+        for p, m in runs.items():
+            pts = [(0, 0.0)] + [(e["step"], abs(e["rect_slope"])) for e in m["eval_history"] if "rect_slope" in e]
+            ax.plot(*zip(*pts), marker="o", ms=3, color=colors[k % len(colors)], ls="-" if p == "ramp" else "--",
+                    label=f"{rectify_label(c)}, {p}")
+    start, end = get_profile("rectify", "ramp").ramp_steps("R-st-cnn-affine")
+    ax.axvspan(start, end, color="#fde9c9", zorder=0, label="ramp: rotations growing")
+    ax.axhspan(0.8, 1.2, color="0.9", zorder=0, label="undone (|slope| 0.8-1.2)")
+    ax.set(xlabel="Adam step (batch 128)", ylabel="|rotation slope|", ylim=(0, 1.3))
+    ax.legend(fontsize=6.5, ncol=2)
+    ax.figure.tight_layout()
+    return ax
+
+
+def ramp_key_numbers(results: dict[str, dict[str, dict]]) -> dict[str, str]:
+    """The numbers the curriculum's prose quotes (keys ``ramp_<arch>_<what>`` and ``full_<arch>_...`` for the R
+    cells, ``ramp_<arch>_met`` "meets" / "does not meet" the target; "n/a" where a run is missing)."""
+    from stnbook.experiments import get_profile
+
+    out = {}
+    for arch in ("fcn", "cnn"):
+        for p in RAMP_PROFILES:
+            m = results.get(f"R-st-{arch}-affine", {}).get(p)
+            fit = None if m is None else m["rectification"]
+            pre = f"{p}_{arch}"
+            out[f"{pre}_slope"] = "n/a" if m is None else f"{abs(fit['slope']):.2f}"
+            out[f"{pre}_r"] = "n/a" if m is None else f"{abs(fit['r']):.2f}"
+            out[f"{pre}_error"] = "n/a" if m is None else f"{m['test_error']:.2f}"
+            out[f"{pre}_intercept"] = "n/a" if m is None else f"{abs(fit['intercept']):.0f}"
+            out[f"{pre}_sd"] = "n/a" if m is None else f"{fit['residual_sd']:.0f}"
+            out[f"{pre}_met"] = "n/a" if m is None else ("meets" if rectified(fit) else "does not meet")
+        m = results.get(f"R-st-{arch}-affine", {}).get("ramp")
+        out[f"ramp_{arch}_minutes"] = "n/a" if m is None else f"{m['wall_time_s'] / 60:.0f}"
+    m = results.get("R-st-cnn-affine", {}).get("ramp")
+    out["ramp_cnn_vs_paper"] = "n/a" if m is None else f"{m['test_error'] / PAPER_R_ST_CNN:.1f}"
+    start, end = get_profile("rectify", "ramp").ramp_steps("R-st-cnn-affine")
+    out["ramp_start"], out["ramp_end"] = f"{start:,}", f"{end:,}"
+    for arch in ("fcn", "cnn"):
+        m = results.get(f"R180-st-{arch}-affine", {}).get("ramp")
+        out[f"r180_ramp_{arch}_slope"] = "n/a" if m is None else f"{abs(m['rectification']['slope']):.2f}"
+        out[f"r180_ramp_{arch}_r"] = "n/a" if m is None else f"{abs(m['rectification']['r']):.2f}"
+        out[f"r180_ramp_{arch}_error"] = "n/a" if m is None else f"{m['test_error']:.2f}"
+    return out

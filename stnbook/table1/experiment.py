@@ -78,7 +78,9 @@ def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device, roo
         x, y = x[:profile.train_size], y[:profile.train_size]
     if profile.test_size is not None:
         tx, ty = tx[:profile.test_size], ty[:profile.test_size]
-    return DistortedMNIST(cell.task, x, y, profile.batch_size, seed=seed, device=device), fixed_test_set(cell.task, tx, ty)
+    train = DistortedMNIST(cell.task, x, y, profile.batch_size, seed=seed, device=device,
+                           ramp=profile.ramp_steps(cell.id))
+    return train, fixed_test_set(cell.task, tx, ty)
 
 
 def rebuild(metrics: dict) -> STClassifier:

@@ -10,11 +10,12 @@ __all__ = ["MNIST_FILES", "MnistDataError", "fetch_mnist", "load_mnist", "read_i
 
 from stnlib.data.distortions import (DIGIT_SIZE, DISTORTIONS, KINDS, SPLIT_SEEDS, DistortedMNIST, DistortionSpec,
                                      apply_distortion, as_image_batch, derive_seed, digit_box, distortion_matrix,
-                                     fixed_test_set, make_addition_batch, sample_distortion)
+                                     fixed_test_set, make_addition_batch, ramp_strength, RAMPABLE_KINDS,
+                                     sample_distortion, soften_distortion)
 
 __all__ += ["DIGIT_SIZE", "DISTORTIONS", "KINDS", "SPLIT_SEEDS", "DistortedMNIST", "DistortionSpec", "apply_distortion",
             "as_image_batch", "derive_seed", "digit_box", "distortion_matrix", "fixed_test_set", "make_addition_batch",
-            "sample_distortion"]
+            "RAMPABLE_KINDS", "ramp_strength", "sample_distortion", "soften_distortion"]
 
 from stnlib.data.streams import STREAMS, StepSource, register_stream, stream, stream_generator
 

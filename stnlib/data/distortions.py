@@ -237,6 +237,75 @@ def sample_distortion(kind: str, n: int, generator: torch.Generator, *, canvas: 
     return params
 
 
+RAMPABLE_KINDS: tuple[str, ...] = ("none", "R", "R180", "RTS")
+"""Kinds whose distortion :func:`soften_distortion` can scale towards the identity (rotation, scale, translation)."""
+
+
+def soften_distortion(kind: str, params: dict[str, torch.Tensor], strength: float) -> dict[str, torch.Tensor]:
+    """The distortions of ``params`` moved towards the identity: strength 1 leaves them, 0 gives upright,
+    unscaled, centred digits, and between, each angle and translation is multiplied by ``strength`` and each
+    scale raised to its power (``scale ** strength``, the geometric path to 1). A new dict; ``params`` is
+    not changed.
+
+    Used by a distortion curriculum (:class:`DistortedMNIST`'s ``ramp``): the classifier first sees upright
+    digits, then ever stronger distortions, which a transformer has to undo for it.
+
+    Args:
+        kind: one of :data:`RAMPABLE_KINDS`.
+        params: from :func:`sample_distortion` for ``kind``.
+        strength: in [0, 1].
+
+    Examples:
+        >>> p = {"canvas": torch.tensor([42]), "angle_deg": torch.tensor([40.0], dtype=torch.float64),
+        ...      "scale": torch.tensor([0.64], dtype=torch.float64),
+        ...      "translation": torch.tensor([[4.0, -2.0]], dtype=torch.float64)}
+        >>> q = soften_distortion("RTS", p, 0.5)
+        >>> q["angle_deg"].item(), round(q["scale"].item(), 3), q["translation"].tolist()
+        (20.0, 0.8, [[2.0, -1.0]])
+    """
+    if kind not in RAMPABLE_KINDS:
+        raise ValueError(f"a distortion ramp needs one of {', '.join(RAMPABLE_KINDS)} (rotation, scale and "
+                         f"translation), got {kind!r}")
+    s = float(strength)
+    if not 0.0 <= s <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength!r}")
+    out = dict(params)
+    for key in ("angle_deg", "translation"):
+        if key in out:
+            out[key] = out[key] * s
+    if "scale" in out:
+        out["scale"] = out["scale"] ** s
+    return out
+
+
+def ramp_strength(step: int, ramp: tuple[int, int] | None) -> float:
+    """Distortion strength at ``step`` for a ramp ``(start, end)`` in steps: 0 before ``start``, rising
+    linearly to 1 at ``end``, 1 after it (and always 1 without a ramp).
+
+    Examples:
+        >>> [ramp_strength(t, (100, 300)) for t in (0, 100, 200, 300, 1000)], ramp_strength(5, None)
+        ([0.0, 0.0, 0.5, 1.0, 1.0], 1.0)
+    """
+    if ramp is None:
+        return 1.0
+    start, end = ramp
+    if step >= end:
+        return 1.0
+    return 0.0 if step <= start else (step - start) / (end - start)
+
+
+def _check_ramp(ramp) -> tuple[int, int] | None:
+    if ramp is None:
+        return None
+    try:
+        start, end = (int(v) for v in ramp)
+    except (TypeError, ValueError):
+        raise ValueError(f"ramp must be None or (start, end) steps, got {ramp!r}") from None
+    if not 0 <= start < end:
+        raise ValueError(f"ramp must be (start, end) steps with 0 <= start < end, got {ramp!r}")
+    return start, end
+
+
 def _sample_corner_offsets(scale: torch.Tensor, std: float, g: torch.Generator) -> torch.Tensor:
     """(n, 4, 2) N(0, std) corner moves, redrawn (for the failing samples only) until the quad is convex.
 
@@ -540,17 +609,30 @@ class DistortedMNIST(StepSource):
             used exactly once per epoch.
         seed: the run's data seed.
         device: where the images live and the warp runs.
+        ramp: optional distortion curriculum ``(start, end)`` in steps: the digits of the steps before
+            ``start`` are upright, unscaled and centred, and the distortions then grow linearly to full
+            strength at ``end`` (:func:`soften_distortion`; kinds in :data:`RAMPABLE_KINDS`). The
+            parameters are drawn as without a ramp, then softened, so the same seed gives the same digits
+            and poses, only weaker.
 
     Examples:
         >>> data = DistortedMNIST("R", torch.zeros(10, 28, 28, dtype=torch.uint8), torch.arange(10), 4, seed=0)
         >>> data.steps_per_epoch, data.batch(2)[0].shape
         (3, torch.Size([2, 1, 28, 28]))
+        >>> ramped = DistortedMNIST("R", torch.zeros(10, 28, 28, dtype=torch.uint8), torch.arange(10), 4, seed=0,
+        ...                         ramp=(0, 10))
+        >>> ramped.params(5)["angle_deg"].equal(0.5 * data.params(5)["angle_deg"])
+        True
     """
 
     def __init__(self, kind: str, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", ramp: tuple[int, int] | None = None):
         self.spec = _spec(kind)
         self.kind = kind
+        self.ramp = _check_ramp(ramp)
+        if self.ramp is not None and kind not in RAMPABLE_KINDS:
+            raise ValueError(f"a distortion ramp needs one of {', '.join(RAMPABLE_KINDS)} (rotation, scale and "
+                             f"translation), got {kind!r}")
         init_step_source(self, images, labels, batch_size, seed, device)
 
     def indices(self, step: int) -> torch.Tensor:
@@ -563,7 +645,9 @@ class DistortedMNIST(StepSource):
         g = self.step_generator(step, "mnist.distortion")
         if self.kind == "TC":
             return sample_distortion("TC", len(idx), g, pool_size=self.num_examples, digit_index=idx)
-        return sample_distortion(self.kind, len(idx), g)
+        params = sample_distortion(self.kind, len(idx), g)
+        strength = ramp_strength(step, self.ramp)
+        return params if strength == 1.0 else soften_distortion(self.kind, params, strength)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y)`` of training step ``step``: x (B, 1, S, S) float in [0, 1] and y (B,) on ``device``."""
@@ -575,8 +659,9 @@ class DistortedMNIST(StepSource):
         return x, self.labels[dev_idx]
 
     def __repr__(self) -> str:
+        ramp = "" if self.ramp is None else f", ramp={self.ramp}"
         return (f"DistortedMNIST(kind={self.kind!r}, num_examples={self.num_examples}, batch_size={self.batch_size}, "
-                f"steps_per_epoch={self.steps_per_epoch}, seed={self.seed}, device={str(self.device)!r})")
+                f"steps_per_epoch={self.steps_per_epoch}, seed={self.seed}, device={str(self.device)!r}{ramp})")
 
 
 def fixed_test_set(kind: str, images: torch.Tensor, labels: torch.Tensor, seed: int = SPLIT_SEEDS["test"],
