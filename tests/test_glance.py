@@ -239,3 +239,17 @@ def test_colocalisation_row_shows_the_best_complete_profile(fake_results):
     assert t.ours_value == 50.0 and "two embeddings" in t.ours
     k = glance.colocalisation_key_numbers(fake_results)
     assert (k["coloc_t_mean"], k["coloc_tc_mean"], k["coloc_profile"]) == ("50.0", "80.0", "two-stage")
+
+
+def test_rectify_rows_quote_the_curriculum_and_check_the_target(tmp_path):
+    empty = glance.rectify_rows(glance.Artifacts(tmp_path))
+    assert len(empty) == 2 and all(r.ours == "no artifacts" and r.verdict == glance.NOT_YET for r in empty)
+    fit = lambda slope, r: {"rectification": {"slope": slope, "r": r, "intercept": 0.0}}  # noqa: E731
+    write_metrics(tmp_path, "rectify", "full", "R-st-cnn-affine", test_error=0.9, **fit(-0.53, -0.81))
+    cnn, fcn = glance.rectify_rows(glance.Artifacts(tmp_path))
+    assert "ST-CNN" in cnn.result and "slope 0.53, r 0.81" in cnn.ours and cnn.verdict == glance.NOT_YET
+    assert "trained on every rotation" in cnn.ours and fcn.ours == "no artifacts"
+    write_metrics(tmp_path, "rectify", "ramp", "R-st-cnn-affine", test_error=0.8, **fit(-0.95, -0.93))
+    cnn = glance.rectify_rows(glance.Artifacts(tmp_path))[0]
+    assert "slope 0.95, r 0.93" in cnn.ours and cnn.verdict == glance.REPRODUCED and cnn.runs[0]["profile"] == "ramp"
+    assert "distortion curriculum; 0.80% error" in cnn.ours and "from the start: slope 0.53" in cnn.ours

@@ -47,7 +47,7 @@ def test_ramp_numbers_name_each_profile_and_the_target():
                "R-st-cnn-affine": {"full": run(-0.53, -0.81, 0.91)},
                "R180-st-fcn-affine": {"ramp": run(-0.9, -0.93, 4.0)}}
     k = ramp_key_numbers(results)
-    assert (k["full_fcn_slope"], k["full_fcn_r"], k["full_fcn_intercept"], k["full_fcn_met"]) == \
+    assert (k["noramp_fcn_slope"], k["noramp_fcn_r"], k["noramp_fcn_intercept"], k["noramp_fcn_met"]) == \
         ("0.63", "0.89", "15", "does not meet")
     assert (k["ramp_fcn_slope"], k["ramp_fcn_error"], k["ramp_fcn_met"], k["ramp_fcn_minutes"]) == \
         ("0.95", "2.50", "meets", "10")

@@ -346,11 +346,15 @@ def plot_landscapes(land: dict | None):
 TWO_STAGE = "two-stage"  # the profile with two embeddings (features while the window is large, then logits)
 
 
+SEARCH = "search"  # two embeddings, and the search for a common shift of the windows where the curriculum ends
+
+
 def method_columns() -> dict[str, dict[str, dict]]:
     """The committed runs the method comparison shows (whatever the chapter's profile): the features embedding
-    (full profile, seed 0) and every seed of the two-stage profile that has artifacts."""
+    (full profile, seed 0) and every seed of the two-stage and search profiles that has artifacts."""
     cols = {"features, seed 0": load_results(EXPERIMENT, "full")}
-    cols.update({f"two-stage, seed {s}": r for s in SEEDS if (r := load_results(EXPERIMENT, TWO_STAGE, seed=s))})
+    for prof in (TWO_STAGE, SEARCH):
+        cols.update({f"{prof}, seed {s}": r for s in SEEDS if (r := load_results(EXPERIMENT, prof, seed=s))})
     return cols
 
 
@@ -373,18 +377,62 @@ def method_key_numbers(columns: dict[str, dict[str, dict]]) -> dict[str, str]:
         ('10.0', '90.0', '90.0% (seed 0), 50.0% (seed 1)', '1 of 2', 'n/a')
     """
     feat = columns.get("features, seed 0", {})
-    seeds = {int(label.rsplit(" ", 1)[1]): r for label, r in columns.items() if label.startswith("two-stage, seed ")}
-    out = {"coloc_ts_seeds_n": str(len(seeds))}
     fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
+    out = {}
     for v in VARIANTS:
-        k = v.lower()
-        out[f"coloc_feat_{k}_mean"] = fmt(_variant_mean(feat, v))
-        out[f"coloc_ts_{k}_mean"] = fmt(_variant_mean(seeds.get(0, {}), v))
-        means = [(s, _variant_mean(r, v)) for s, r in sorted(seeds.items())]
-        out[f"coloc_ts_{k}_seeds"] = ", ".join(f"{m:.1f}% (seed {s})" for s, m in means if m is not None) or "n/a"
-        got = [seeds.get(0, {})[cell_id(v, d)]["success"] for d in DIGITS if cell_id(v, d) in seeds.get(0, {})]
-        out[f"coloc_ts_{k}_good"] = f"{sum(g >= 90 for g in got)} of {len(got)}" if got else "n/a"
+        out[f"coloc_feat_{v.lower()}_mean"] = fmt(_variant_mean(feat, v))
+    for prof, key in ((TWO_STAGE, "ts"), (SEARCH, "se")):
+        seeds = {int(label.rsplit(" ", 1)[1]): r for label, r in columns.items() if label.startswith(f"{prof}, seed ")}
+        out[f"coloc_{key}_seeds_n"] = str(len(seeds))
+        for v in VARIANTS:
+            k = v.lower()
+            out[f"coloc_{key}_{k}_mean"] = fmt(_variant_mean(seeds.get(0, {}), v))
+            means = [(s, _variant_mean(r, v)) for s, r in sorted(seeds.items())]
+            out[f"coloc_{key}_{k}_seeds"] = ", ".join(f"{m:.1f}% (seed {s})" for s, m in means if m is not None) or "n/a"
+            got = [seeds.get(0, {})[cell_id(v, d)]["success"] for d in DIGITS if cell_id(v, d) in seeds.get(0, {})]
+            out[f"coloc_{key}_{k}_good"] = f"{sum(g >= 90 for g in got)} of {len(got)}" if got else "n/a"
+            complete = [m for _, m in means if m is not None]
+            out[f"coloc_{key}_{k}_avg"] = fmt(sum(complete) / len(complete) if complete else None)
     return out
+
+
+def search_vs_two_stage(columns: dict[str, dict[str, dict]], variant: str = "T", margin: float = 10.0) -> dict[str, str]:
+    """Problem by problem, the search profile against the two-stage profile of the same seed (identical until the
+    search): how many problems localise at least ``margin`` points more, fewer, or about the same; keys
+    ``coloc_se_vs_<variant>_{better,worse,same,pairs}``.
+
+    Examples:
+        >>> cols = {"two-stage, seed 0": {"T-0": {"success": 10.0}, "T-1": {"success": 90.0}, "T-2": {"success": 50.0}},
+        ...         "search, seed 0": {"T-0": {"success": 96.0}, "T-1": {"success": 11.0}, "T-2": {"success": 52.0}}}
+        >>> search_vs_two_stage(cols)
+        {'coloc_se_vs_t_better': '1', 'coloc_se_vs_t_worse': '1', 'coloc_se_vs_t_same': '1', 'coloc_se_vs_t_pairs': '3'}
+    """
+    diffs = []
+    for label, results in columns.items():
+        if not label.startswith(f"{SEARCH}, seed "):
+            continue
+        base = columns.get(label.replace(SEARCH, TWO_STAGE, 1), {})
+        diffs += [results[c]["success"] - base[c]["success"] for c in results if c in base and c.startswith(f"{variant}-")]
+    k = f"coloc_se_vs_{variant.lower()}"
+    return {f"{k}_better": str(sum(d >= margin for d in diffs)), f"{k}_worse": str(sum(d <= -margin for d in diffs)),
+            f"{k}_same": str(sum(abs(d) < margin for d in diffs)), f"{k}_pairs": str(len(diffs))}
+
+
+def search_moves(seeds=SEEDS, min_px: float = 3.0) -> dict[str, str]:
+    """How many problems of the committed search runs (every seed with artifacts) had their windows moved by the
+    search by more than ``min_px`` pixels, per variant: keys ``coloc_se_moved_<variant>`` ("k of n"; "n/a" without
+    runs)."""
+    from stnbook.experiments import get_cells, load_cell
+
+    moved = {v: [] for v in VARIANTS}
+    for seed in seeds:
+        for c in load_results(EXPERIMENT, SEARCH, seed=seed):
+            if c == ENCODER_CELL:
+                continue
+            rec = load_cell(get_cells(EXPERIMENT, [c])[0], SEARCH, seed=seed)[2].get("records", {}).get("offset_search")
+            if rec is not None:
+                moved[c.split("-")[0]].append(float(torch.tensor(rec["shift_px"]).norm()) > min_px)
+    return {f"coloc_se_moved_{v.lower()}": f"{sum(m)} of {len(m)}" if m else "n/a" for v, m in moved.items()}
 
 
 def _draw_box(ax, box, color, lw=1.4, alpha=1.0):
@@ -478,4 +526,4 @@ __all__ = ["FAILED", "LANDSCAPE_OFFSETS", "OFF_CENTRE_PX", "PAPER_SUCCESS", "SEE
            "full_results", "landscape_key_numbers", "method_columns", "method_key_numbers", "landscapes", "loss_html", "loss_key_numbers", "offset_key_numbers",
            "offset_summary", "offsets", "offsets_html", "plot_found", "plot_landscapes", "plot_offset_history",
            "plot_problems", "plot_trajectory", "provenance", "seed_results", "seeds_html", "showcase_cells",
-           "success_html", "success_key_numbers", "TWO_STAGE"]
+           "success_html", "success_key_numbers", "SEARCH", "search_moves", "search_vs_two_stage", "TWO_STAGE"]

@@ -383,8 +383,8 @@ def plot_ramp_over_training(results: dict[str, dict[str, dict]], ax=None):
 
 
 def ramp_key_numbers(results: dict[str, dict[str, dict]]) -> dict[str, str]:
-    """The numbers the curriculum's prose quotes (keys ``ramp_<arch>_<what>`` and ``full_<arch>_...`` for the R
-    cells, ``ramp_<arch>_met`` "meets" / "does not meet" the target; "n/a" where a run is missing)."""
+    """The numbers the curriculum's prose quotes (keys ``ramp_<arch>_<what>``, and ``noramp_<arch>_<what>`` for the
+    full profile, for the R cells; ``..._met`` "meets" / "does not meet" the target; "n/a" where a run is missing)."""
     from stnbook.experiments import get_profile
 
     out = {}
@@ -392,7 +392,7 @@ def ramp_key_numbers(results: dict[str, dict[str, dict]]) -> dict[str, str]:
         for p in RAMP_PROFILES:
             m = results.get(f"R-st-{arch}-affine", {}).get(p)
             fit = None if m is None else m["rectification"]
-            pre = f"{p}_{arch}"
+            pre = f"{'noramp' if p == 'full' else p}_{arch}"
             out[f"{pre}_slope"] = "n/a" if m is None else f"{abs(fit['slope']):.2f}"
             out[f"{pre}_r"] = "n/a" if m is None else f"{abs(fit['r']):.2f}"
             out[f"{pre}_error"] = "n/a" if m is None else f"{m['test_error']:.2f}"
@@ -410,4 +410,6 @@ def ramp_key_numbers(results: dict[str, dict[str, dict]]) -> dict[str, str]:
         out[f"r180_ramp_{arch}_slope"] = "n/a" if m is None else f"{abs(m['rectification']['slope']):.2f}"
         out[f"r180_ramp_{arch}_r"] = "n/a" if m is None else f"{abs(m['rectification']['r']):.2f}"
         out[f"r180_ramp_{arch}_error"] = "n/a" if m is None else f"{m['test_error']:.2f}"
+        m = results.get(f"R180-st-{arch}-affine", {}).get("full")
+        out[f"r180_noramp_{arch}_error"] = "n/a" if m is None else f"{m['test_error']:.2f}"
     return out
