@@ -410,8 +410,7 @@ def colocalisation_summary(results: dict[str, dict], variant: str) -> dict | Non
 
 
 COLOC_OTHER_SEEDS = (1, 2)  # each profile run again with these seeds, encoder included
-COLOC_PROFILES = {"search": "two embeddings and a search of the common offset",
-                  "two-stage": "two embeddings (features, then logits)", "full": "the features embedding"}
+COLOC_PROFILES = {"two-stage": "two embeddings (features, then logits)", "full": "the features embedding"}
 """The co-localisation profiles the landing table may show, the better method first, and how the text names them."""
 
 
