@@ -413,3 +413,21 @@ def ramp_key_numbers(results: dict[str, dict[str, dict]]) -> dict[str, str]:
         m = results.get(f"R180-st-{arch}-affine", {}).get("full")
         out[f"r180_noramp_{arch}_error"] = "n/a" if m is None else f"{m['test_error']:.2f}"
     return out
+
+
+def ramp_seed_numbers(cells=("R-st-fcn-affine", "R-st-cnn-affine"), seeds=(0, 1, 2)) -> dict[str, str]:
+    """The curriculum's runs of ``cells`` with every seed that has an artifact: keys ``ramp_<arch>_seed_fits`` (each
+    seed's |slope| and |r|), ``ramp_<arch>_seed_errors`` and ``ramp_<arch>_seeds_met`` ("k of n" seeds meeting the
+    target); "n/a" without runs."""
+    from stnbook.experiments import load_results
+
+    runs = {s: load_results("rectify", "ramp", seed=s) for s in seeds}
+    out = {}
+    for cell in cells:
+        arch = cell.split("-")[2]
+        got = [(s, r[cell]) for s, r in runs.items() if cell in r]
+        out[f"ramp_{arch}_seed_fits"] = ", ".join(
+            f"{abs(m['rectification']['slope']):.2f} (r {abs(m['rectification']['r']):.2f}, seed {s})" for s, m in got) or "n/a"
+        out[f"ramp_{arch}_seed_errors"] = ", ".join(f"{m['test_error']:.2f}%" for _, m in got) or "n/a"
+        out[f"ramp_{arch}_seeds_met"] = f"{sum(rectified(m['rectification']) for _, m in got)} of {len(got)}" if got else "n/a"
+    return out
