@@ -151,10 +151,10 @@ class CoLocalisationConfig:
             from there on the scale is learned. ``hold = anneal_end = 0``: no curriculum, the scale is
             learned from the start (as a residual on :attr:`final_scale`).
         offset_search: radius in canvas pixels of a search, at the step where the curriculum ends, for the one
-            shift of every window that minimises the loss (:class:`OffsetSearch`; 0: none, and the model has
-            no ``window_shift``). Gradient descent
-            cannot leave a solution that frames every digit at the same offset; the search moves all windows
-            together, along exactly that direction, and keeps the shift with the lowest loss.
+            shift of every window that minimises the loss (:class:`OffsetSearch`; 0: none, and the model has no
+            ``window_shift``). Gradient descent cannot leave a solution that frames every digit at the same
+            offset; the search moves all windows together, along exactly that direction, and keeps the shift
+            with the lowest loss.
         offset_step: spacing in pixels of the search's square grid of shifts.
     """
 
@@ -571,7 +571,7 @@ def search_offsets(radius: float, step: float) -> torch.Tensor:
 
 @torch.no_grad()
 def best_common_shift(model: CoLocaliser, images: torch.Tensor, shifts: torch.Tensor, draws: int = 8,
-                      seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                      seed: int = 0) -> tuple[int, torch.Tensor]:
     """The loss of the model's windows (scale learned) when every window is moved by each of ``shifts`` (K, 2)
     pixels, averaged over ``draws`` sets of random patches with the model's own embedding: (index of the lowest,
     losses (K,))."""
