@@ -262,22 +262,24 @@ def plot_examples(profile: str, cell: str = "st3d-cnn", n: int = 3):
     return fig
 
 
-def plot_rotation(profile: str, cells=tuple(PLAIN)):
+def plot_rotation(profile: str, cells=tuple(PLAIN), points: int = 1000):
     """Left three panels: per axis, the rotation the transformer implies (the rotation part of theta, as angles
-    about x, y, z) against the applied one, per test volume; a transformer that undoes the rotation lies on the
-    diagonal. Right: the rotation left in the output against the rotation applied (on the diagonal: untouched,
-    at 0: the digit faces the viewer upright). None without any artifact."""
+    about x, y, z) against the applied one, per test volume (the first ``points`` of them, which keeps the page
+    light); a transformer that undoes the rotation lies on the diagonal. Right: the rotation left in the output
+    against the rotation applied (on the diagonal: untouched, at 0: the digit faces the viewer upright). None
+    without any artifact."""
     got = {c: g for c in cells if (g := chapter_cell(c, profile)) is not None}
     if not got:
         return None
     fig, axes = plt.subplots(1, 4, figsize=(11.0, 2.9))
     lim = SPEC.max_angle_deg
     for c, (_, _, analysis) in got.items():
-        pose = volume_pose(analysis["rotation"].double(), analysis["theta"].double())
+        rotation, theta = analysis["rotation"][:points], analysis["theta"][:points]
+        pose = volume_pose(rotation.double(), theta.double())
         for a in range(3):
-            axes[a].scatter(analysis["angles_deg"][:, a], pose["implied_angles_deg"][:, a], s=1.5, lw=0,
+            axes[a].scatter(analysis["angles_deg"][:points, a], pose["implied_angles_deg"][:, a], s=1.5, lw=0,
                             color=color(c), label=label(c), rasterized=True)
-        axes[3].scatter(rotation_angle_deg(analysis["rotation"]), pose["residual_deg"], s=1.5, lw=0, color=color(c),
+        axes[3].scatter(rotation_angle_deg(rotation), pose["residual_deg"], s=1.5, lw=0, color=color(c),
                         label=label(c), rasterized=True)
     for a, name in enumerate("xyz"):
         axes[a].plot([-lim, lim], [-lim, lim], color="0.5", lw=0.8, ls="--")
