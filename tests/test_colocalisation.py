@@ -208,6 +208,18 @@ def test_window_offsets_measure_a_common_offset_and_its_spread():
     assert set(reports.offset_key_numbers({"T-3": found["T-3"]}).values()) == {"n/a"}
 
 
+def one_digit_everywhere(lo: int, hi: int, n: int = 12):
+    """``n`` 84x84 canvases holding the same random 28x28 binary "digit" with its top-left corner in [lo, hi) per
+    axis, and the true boxes: (x (n, 1, 84, 84), boxes (n, 4) float64)."""
+    g = torch.Generator().manual_seed(1)
+    digit = (torch.rand(28, 28, generator=g) > 0.5).float()
+    x = torch.zeros(n, 1, 84, 84)
+    corner = torch.randint(lo, hi, (n, 2), generator=g)
+    for k, (c0, r0) in enumerate(corner.tolist()):
+        x[k, 0, r0:r0 + 28, c0:c0 + 28] = digit
+    return x, torch.cat([corner - 0.5, corner + 27.5], 1).double()
+
+
 def test_offset_landscape_is_lowest_at_the_truth_for_an_embedding_that_sees_the_digit():
     """An embedding that is the crop's pixels: moving every window alike keeps the crops alike (the positive
     distances stay 0, which is why training's common offsets are hard to leave), but loses ink, so the crops come
@@ -215,13 +227,7 @@ def test_offset_landscape_is_lowest_at_the_truth_for_an_embedding_that_sees_the_
     minimum is the zero offset."""
     from stnbook.colocalisation.experiment import offset_landscape
 
-    g = torch.Generator().manual_seed(1)
-    digit = (torch.rand(28, 28, generator=g) > 0.5).float()
-    x = torch.zeros(12, 1, 84, 84)
-    corner = torch.randint(4, 52, (12, 2), generator=g)
-    for k, (c0, r0) in enumerate(corner.tolist()):
-        x[k, 0, r0:r0 + 28, c0:c0 + 28] = digit
-    boxes = torch.cat([corner - 0.5, corner + 27.5], 1).double()
+    x, boxes = one_digit_everywhere(4, 52)
     model = CoLocaliser(CoLocalisationConfig(encoder_width=8, num_images=12, alpha=4.0))
     model.embed = lambda crops, normalize=True: crops.flatten(1) / 28
     land = offset_landscape(model, x, boxes, [-6, 0, 6], draws=2)
@@ -271,13 +277,7 @@ def test_offset_search_moves_every_window_back_onto_its_digit():
 
     from stnbook.colocalisation.experiment import OffsetSearch, best_common_shift, search_offsets, window_offsets
 
-    g = torch.Generator().manual_seed(1)
-    digit = (torch.rand(28, 28, generator=g) > 0.5).float()
-    x = torch.zeros(12, 1, 84, 84)
-    corner = torch.randint(14, 42, (12, 2), generator=g)
-    for k, (c0, r0) in enumerate(corner.tolist()):
-        x[k, 0, r0:r0 + 28, c0:c0 + 28] = digit
-    boxes = torch.cat([corner - 0.5, corner + 27.5], 1).double()
+    x, boxes = one_digit_everywhere(14, 42)
     cfg = CoLocalisationConfig(encoder_width=8, num_images=12, alpha=4.0, hold=0.2, anneal_end=0.6,
                                offset_search=9.0, offset_step=1.5)
     model = CoLocaliser(cfg)
