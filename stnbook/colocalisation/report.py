@@ -422,14 +422,17 @@ def search_moves(seeds=SEEDS, min_px: float = 3.0) -> dict[str, str]:
     """How many problems of the committed search runs (every seed with artifacts) had their windows moved by the
     search by more than ``min_px`` pixels, per variant: keys ``coloc_se_moved_<variant>`` ("k of n"; "n/a" without
     runs)."""
-    from stnbook.experiments import get_cells, load_cell
+    from stnbook.experiments import artifact_dir, get_cells, verify_artifact
+    from stnlib.io import safe_torch_load
 
     moved = {v: [] for v in VARIANTS}
     for seed in seeds:
-        for c in load_results(EXPERIMENT, SEARCH, seed=seed):
+        for c, metrics in load_results(EXPERIMENT, SEARCH, seed=seed).items():
             if c == ENCODER_CELL:
                 continue
-            rec = load_cell(get_cells(EXPERIMENT, [c])[0], SEARCH, seed=seed)[2].get("records", {}).get("offset_search")
+            folder = artifact_dir(get_cells(EXPERIMENT, [c])[0], SEARCH, seed=seed)  # the records only, no model
+            verify_artifact(folder, metrics)
+            rec = safe_torch_load(folder / "analysis.pt").get("records", {}).get("offset_search")
             if rec is not None:
                 moved[c.split("-")[0]].append(float(torch.tensor(rec["shift_px"]).norm()) > min_px)
     return {f"coloc_se_moved_{v.lower()}": f"{sum(m)} of {len(m)}" if m else "n/a" for v, m in moved.items()}
