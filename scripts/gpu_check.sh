@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# On a CUDA machine, in one go: the CUDA tests, the training-step benchmark on the GPU, then paper-schedule
-# Table 1 cells (150,000 SGD steps at batch 256, 150k parameters) trained side by side, one process each,
-# for at most MINUTES minutes. Finished cells become artifacts under results/table1/paper/; unfinished ones
-# leave checkpoints under results/runs/table1/paper/ that the same command continues from later.
+# On a CUDA machine, in one go: the CUDA tests, the training-step benchmark on the GPU, then Table 1 cells of
+# PROFILE (default paper: 150,000 SGD steps at batch 256, 150k parameters) trained side by side, one process per
+# cell and seed, for at most MINUTES minutes. Finished cells become artifacts under results/table1/<profile>/;
+# unfinished ones leave checkpoints under results/runs/table1/<profile>/ that the same command continues from later.
 #   bash scripts/gpu_check.sh                         (python3 with torch; MNIST in data/mnist)
 #   MINUTES=30 CELLS="R-cnn R-st-cnn-affine" bash scripts/gpu_check.sh
+#   PROFILE=adam SEEDS="0 1 2" TESTS=0 BENCH=0 bash scripts/gpu_check.sh   (another profile; one process per cell and seed)
 # Everything it writes is also packed into $OUT/gpu-results.tar.gz (OUT defaults to _build/gpu).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ PY=${PYTHON:-python3}
 OUT=${OUT:-_build/gpu}
 MINUTES=${MINUTES:-6}
 CELLS=${CELLS:-"R-cnn R-st-cnn-affine RTS-cnn RTS-st-cnn-affine R-st-cnn-projective RTS-st-cnn-projective"}
+PROFILE=${PROFILE:-paper}
+SEEDS=${SEEDS:-0}
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT/logs"
 t0=$(date +%s)
@@ -35,20 +38,24 @@ if [ "${BENCH:-1}" = 1 ]; then
   "$PY" -m stnbook.cost.bench all --device cuda --rounds 5 --no-compile --out "$OUT" 2>&1 | grep -v -i warn | tail -40
 fi
 
-stamp "paper-schedule cells, one process each, at most $MINUTES min: $CELLS"
+stamp "$PROFILE-profile cells, seeds $SEEDS, one process each, at most $MINUTES min: $CELLS"
 pids=()
-for cell in $CELLS; do
-  "$PY" -m stnbook run table1 --profile paper --cells "$cell" --max-minutes "$MINUTES" --quiet \
-    > "$OUT/logs/$cell.log" 2>&1 &
-  pids+=($!)
+for seed in $SEEDS; do
+  for cell in $CELLS; do
+    "$PY" -m stnbook run table1 --profile "$PROFILE" --seed "$seed" --cells "$cell" --max-minutes "$MINUTES" --quiet \
+      > "$OUT/logs/$cell-seed$seed.log" 2>&1 &
+    pids+=($!)
+  done
 done
 sleep 60
 stamp "after a minute:"
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null
 for p in "${pids[@]}"; do wait "$p"; done
 stamp "cells:"
-for cell in $CELLS; do tail -1 "$OUT/logs/$cell.log"; done
-"$PY" -m stnbook status table1 --profile paper --cells $CELLS | tee "$OUT/status.txt"
-tar czf "$OUT/gpu-results.tar.gz" $(ls -d results/table1/paper results/runs/table1/paper 2>/dev/null) \
+for seed in $SEEDS; do
+  for cell in $CELLS; do tail -1 "$OUT/logs/$cell-seed$seed.log"; done
+  "$PY" -m stnbook status table1 --profile "$PROFILE" --seed "$seed" --cells $CELLS | tee -a "$OUT/status.txt"
+done
+tar czf "$OUT/gpu-results.tar.gz" $(ls -d results/table1/"$PROFILE"* results/runs/table1/"$PROFILE"* 2>/dev/null) \
   "$OUT/logs" "$OUT"/*.json "$OUT"/*.txt 2>/dev/null
 stamp "packed $OUT/gpu-results.tar.gz"
