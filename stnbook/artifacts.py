@@ -99,10 +99,10 @@ def provenance(results: dict[str, dict], experiment: str) -> str:
 
 def profiles_html(full: dict[str, dict], long: dict[str, dict], paper: dict[str, float | None],
                   name: Callable[[str], str], note: Callable[[dict], str] = lambda m: "",
-                  labels: tuple[str, str] = ("full", "long")) -> str:
-    """HTML: per cell of ``long``, the paper's % error, ours in the full and in the long profile (steps x
-    batch and minutes below each; the two columns headed "ours, <label>"), plus ``note(metrics)`` (HTML)
-    under ours."""
+                  labels: tuple[str, str] = ("full", "long"), ref_label: str = "paper") -> str:
+    """HTML: per cell of ``long``, the reference % error (``paper``, its column headed ``ref_label``), ours in
+    the full and in the long profile (steps x batch and minutes below each; the two columns headed
+    "ours, <label>"), plus ``note(metrics)`` (HTML) under ours."""
     rows = []
     for c, m_long in long.items():
         cols = []
@@ -114,7 +114,7 @@ def profiles_html(full: dict[str, dict], long: dict[str, dict], paper: dict[str,
         rows.append(f"<tr><th>{html.escape(name(c))}</th><td>{'&ndash;' if ref is None else ref}</td>"
                     + "".join(f"<td>{v}</td>" for v in cols) + "</tr>")
     heads = "".join(f"<th>ours, {html.escape(label)}</th>" for label in labels)
-    return ("<table class='stn-table'><tr><th>% test error</th><th>paper</th>" + heads + "</tr>" + "".join(rows)
+    return (f"<table class='stn-table'><tr><th>% test error</th><th>{html.escape(ref_label)}</th>" + heads + "</tr>" + "".join(rows)
             + "</table>")
 
 

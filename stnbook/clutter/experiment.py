@@ -50,6 +50,13 @@ PROFILES: dict[str, Profile] = {
                                 "0.30 s a step for the 60x60 CNN, 0.14 for its ST-CNN affine, 0.13 for its ST-CNN "
                                 "attention; 0.65, 0.31 and 0.23 s on 100x100; so about 15, 7 and 7 CPU-minutes a "
                                 "60x60 cell and 33, 16 and 12 a 100x100 cell (about 1.5 CPU-hours in all)"),
+    # what 4x the compute buys the transformers (Table 1's long recipe); run for the ST-CNN cells:
+    # --profile long --cells ram60-st-cnn-affine ram100-st-cnn-affine ...
+    "long": Profile("long", steps=12_000, batch_size=128, lr=1e-3, test_size=10_000, eval_every=2_000,
+                    cell_overrides=SLOW_LOCALISATION,
+                    description="4x the full profile: 12,000 Adam steps at batch 128 (25.6 epochs of freshly "
+                                "cluttered canvases), cosine decay, the 100x100 transformers at a tenth of the rate; "
+                                "10,000 fixed test canvases"),
 }
 
 MODELS = {"cnn": ("cnn", None), "st-cnn-affine": ("cnn", "affine"), "st-cnn-attention": ("cnn", "attention")}

@@ -205,6 +205,71 @@ def results_html(results: dict[str, dict]) -> str:
                        "ms per training step", "steps x batch, time"], rows, caption=test, row_headers=True)
 
 
+def long_results() -> dict[str, dict]:
+    """The committed runs of the "long" profile (4x the full profile's steps; the transformer cells)."""
+    from stnbook.experiments import load_results
+
+    return load_results(EXPERIMENT, "long")
+
+
+def full_results() -> dict[str, dict]:
+    """The committed runs of the "full" profile (whatever profile the chapter runs in)."""
+    from stnbook.experiments import load_results
+
+    return load_results(EXPERIMENT, "full")
+
+
+def plot_long_curves(long: dict[str, dict]):
+    """Test error at every evaluation of each long run, RAM's error on its canvas dotted, chance dashed."""
+    ram = {c: ANCHORS[c.split("-", 1)[0]][0][1] for c in CELLS}
+    return common.plot_eval_curves(long, ram, label, log=True)
+
+
+def long_html(full: dict[str, dict], long: dict[str, dict]) -> str:
+    """Per long-profile cell: RAM's error on its canvas, ours in the full and in the long profile with the
+    compute each used and the transformer's box IoU (share above 0.5)."""
+    def note(m: dict) -> str:
+        box = m.get("box")
+        return "" if box is None else f"<br><small>IoU {box['iou']:.2f} ({100 * box['iou_above_half']:.0f}% > 0.5)</small>"
+
+    ram = {c: ANCHORS[c.split("-", 1)[0]][0][1] for c in CELLS}
+    return common.profiles_html(full, long, ram, label, note=note, ref_label="RAM (8 glimpses)")
+
+
+def long_key_numbers(full: dict[str, dict], long: dict[str, dict]) -> dict[str, str]:
+    """Per canvas (``long_ram60_*``, ``long_ram100_*``): the best long-profile model (``_best``), its error
+    (``_error``), whether it is ``below`` or ``above`` RAM (``_vs_ram``), by how many points (``_points``), RAM's
+    error divided by ours (``_ratio``), and the same against the later reimplementation of RAM (``_later``,
+    ``_vs_later``); per long cell its full-profile error (``long_<cell>_full``); the long
+    profile's budget (``long_*``: steps, batch, epochs). "n/a" where a run is missing.
+
+    Examples:
+        >>> k = long_key_numbers({}, {"ram60-st-cnn-affine": {"test_error": 4.0}})
+        >>> k["long_ram60_vs_ram"], k["long_ram60_points"], k["long_ram60_ratio"], k["long_ram100_error"]
+        ('below', '1.23', '1.31', 'n/a')
+    """
+    out = {}
+    for c in CELLS:
+        if c in long:
+            f = full.get(c)
+            out[f"long_{c.replace('-', '_')}_full"] = "n/a" if f is None else f"{f['test_error']:.2f}"
+    for p in PROTOCOLS:
+        got = {c: long[c] for c in CELLS if c.startswith(p + "-") and c in long}
+        best = min(got, key=lambda c: got[c]["test_error"], default=None)
+        ram = ANCHORS[p][0][1]
+        err = None if best is None else got[best]["test_error"]
+        out[f"long_{p}_best"] = "n/a" if best is None else NAMES[best.split("-", 1)[1]]
+        out[f"long_{p}_error"] = "n/a" if err is None else f"{err:.2f}"
+        out[f"long_{p}_vs_ram"] = "n/a" if err is None else ("below" if err < ram else "above")
+        out[f"long_{p}_points"] = "n/a" if err is None else f"{abs(ram - err):.2f}"
+        out[f"long_{p}_ratio"] = "n/a" if err is None else f"{ram / err:.2f}"
+        later = ANCHORS[p][1][1]  # the later reimplementation of RAM
+        out[f"long_{p}_later"] = f"{later}"
+        out[f"long_{p}_vs_later"] = "n/a" if err is None else ("below" if err < later else "above")
+    out.update({f"long_{k.split('_', 1)[1]}": v for k, v in common.budget_numbers(PROFILES["long"]).items()})
+    return out
+
+
 # ---- figures --------------------------------------------------------------------------------------------------------
 
 def plot_boxes(profile: str, protocol: str = "ram100", n: int = 6):

@@ -178,6 +178,92 @@ def plot_eval_curves(long: dict[str, dict]):
     return common.plot_eval_curves(long, _paper_by_cell(), _cell_name, log=True)
 
 
+def adam_results() -> dict[str, dict]:
+    """The committed runs of the "adam" profile (60,000 Adam steps at batch 128, 150k parameters per model)."""
+    return load_results("table1", "adam")
+
+
+def within(ours: float, paper: float, factor: float = 1.5) -> bool:
+    """Whether our error is at most ``factor`` times the paper's (the reproduction's target for a cell)."""
+    return ours <= factor * paper
+
+
+def adam_table_html(full: dict[str, dict], adam: dict[str, dict]) -> str:
+    """Per adam-profile cell: the paper, ours in the full and in the adam profile (compute and parameters under
+    each), a check mark where ours is within 1.5x of the paper."""
+    paper = _paper_by_cell()
+
+    def note(m: dict) -> str:
+        ref = paper.get(m["cell"])
+        mark = "" if ref is None else (" &#10003; within 1.5x" if within(m["test_error"], ref) else "")
+        return f"<br><small>{m['params'] / 1000:.0f}k parameters{mark}</small>"
+
+    return common.profiles_html(full, adam, paper, _cell_name, note=note, labels=("full", "adam"))
+
+
+def adam_key_numbers(full: dict[str, dict], adam: dict[str, dict]) -> dict[str, str]:
+    """The numbers the adam section quotes (keys ``adam_*``): finished cells (``cells``) of the table's
+    (``of``); of those with a paper number (``compared``), how many are within 1.5x of it in the adam profile
+    (``within``) and how many the same cells were in the full profile (``full_within``); the median of
+    ours / paper (``median_ratio``, and ``full_median_ratio`` for the same cells); the paper's ordering checked
+    on the adam runs (``better`` of ``comparisons``, :func:`st_vs_plain`); the cells not finished yet
+    (``missing``: each row with its columns, e.g. "CNN (R, RTS)", or "none").
+
+    Examples:
+        >>> k = adam_key_numbers({"R-fcn": {"test_error": 9.0}}, {"R-fcn": {"test_error": 3.0}})
+        >>> k["adam_cells"], k["adam_within"], k["adam_full_within"], k["adam_median_ratio"], k["adam_full_median_ratio"]
+        ('1', '1', '0', '1.4', '4.3')
+    """
+    from stnbook.experiments import get_cells
+
+    paper = _paper_by_cell()
+    cells = [c.id for c in get_cells("table1")]
+    pairs = [(c, adam[c]["test_error"], paper[c]) for c in cells if c in adam and paper.get(c) is not None]
+    ratios = sorted(o / p for _, o, p in pairs)
+    full_ratios = sorted(full[c]["test_error"] / p for c, _, p in pairs if c in full)
+    verdicts = st_vs_plain(adam)
+    missing = []
+    for arch, tf in ROWS:
+        cols = [d for d in COLUMNS if (c := cell_id(d, arch, tf)) in cells and c not in adam]
+        if cols:
+            missing.append(f"{row_name(arch, tf)} ({', '.join(cols)})")
+    return {"adam_cells": str(sum(c in adam for c in cells)), "adam_of": str(len(cells)),
+            "adam_compared": str(len(pairs)), "adam_within": str(sum(within(o, p) for _, o, p in pairs)),
+            "adam_full_within": str(sum(within(full[c]["test_error"], p) for c, _, p in pairs if c in full)),
+            "adam_median_ratio": f"{ratios[len(ratios) // 2]:.1f}" if ratios else "n/a",
+            "adam_full_median_ratio": f"{full_ratios[len(full_ratios) // 2]:.1f}" if full_ratios else "n/a",
+            "adam_better": str(sum(v["better"] for v in verdicts)), "adam_comparisons": str(len(verdicts)),
+            "adam_missing": "; ".join(missing) if missing else "none"}
+
+
+def plot_ratio_to_paper(profiles: dict[str, dict[str, dict]]):
+    """Ours / the paper's error per cell (log scale), one marker per profile (``{label: results}``), cells
+    ordered as in Table 1 and limited to those of the last profile; the 1.5x target shaded."""
+    paper = _paper_by_cell()
+    last = list(profiles.values())[-1]
+    cells = [cell_id(d, a, t) for d in COLUMNS for a, t in ROWS
+             if cell_id(d, a, t) in last and paper.get(cell_id(d, a, t)) is not None]
+    if not cells:
+        return None
+    fig, ax = plt.subplots(figsize=(7.2, 0.24 * len(cells) + 1.2))
+    for k, (label, res) in enumerate(profiles.items()):
+        pts = [(res[c]["test_error"] / paper[c], i) for i, c in enumerate(cells) if c in res]
+        if pts:
+            ax.plot(*zip(*pts), ls="none", marker="o" if k == len(profiles) - 1 else "s", ms=5,
+                    color=COLORS[k % len(COLORS)], label=label)
+    ax.axvspan(0.1, 1.5, color="0.92", zorder=0)
+    ax.axvline(1.0, color="0.5", lw=0.8)
+    ax.axvline(1.5, color="0.5", lw=0.8, ls="--")
+    ax.set_yticks(range(len(cells)), [_cell_name(c) for c in cells], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlim(0.5, max(20.0, max(r[c]["test_error"] / paper[c] for r in profiles.values() for c in cells if c in r) * 1.2))
+    ax.set_xlabel("our % error / the paper's (log scale; shaded: within 1.5x)")
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def provenance(results: dict[str, dict]) -> str:
     """One sentence naming the command, profile, hardware and total time behind ``results``."""
     return common.provenance(results, "table1")
@@ -272,10 +358,11 @@ def model_describer(model):
     return describe
 
 
-__all__ = ["PAPER_TABLE1", "SMOKE_CELLS", "chapter_cell", "chapter_results", "error_by_bins", "full_results", "gaps",
+__all__ = ["PAPER_TABLE1", "SMOKE_CELLS", "adam_key_numbers", "adam_results", "adam_table_html", "chapter_cell",
+           "chapter_results", "error_by_bins", "full_results", "gaps",
            "long_gaps_html", "long_results", "long_table_html", "model_describer", "plot_distortions",
-           "plot_error_by_bins", "plot_eval_curves", "plot_st_predictions", "provenance", "shortfall_key_numbers",
-           "st_vs_plain", "st_vs_plain_html", "table1_html", "test_set"]
+           "plot_error_by_bins", "plot_eval_curves", "plot_ratio_to_paper", "plot_st_predictions", "provenance", "shortfall_key_numbers",
+           "st_vs_plain", "st_vs_plain_html", "table1_html", "test_set", "within"]
 
 
 def static_trained_explorer(profile: str, cell: str = "RTS-st-cnn-affine", n: int = 16):
@@ -354,11 +441,40 @@ def rectification_html(rows: list[dict]) -> str:
     def fit(f):
         if f is None:
             return "&ndash;", "&ndash;"
-        strong = abs(f["r"]) >= 0.9 and 0.8 <= abs(f["slope"]) <= 1.2
+        strong = rectifies(f)
         slope = f"{f['slope']:+.2f}"
         return f"{f['r']:+.2f}", f"<b>{slope}</b>" if strong else slope
     body = [[r["name"], f"{r['error']:.2f}", *fit(r["rotation"]), *fit(r.get("scale"))] for r in rows]
     return html_table(["cell", "% error", "rotation: r", "rotation: slope", "scale: r", "scale: slope"], body)
+
+
+def rectifies(fit: dict | None) -> bool:
+    """The rectification target: |r| >= 0.9 and |slope| in [0.8, 1.2]."""
+    return fit is not None and abs(fit["r"]) >= 0.9 and 0.8 <= abs(fit["slope"]) <= 1.2
+
+
+def rectification_key_numbers(rows: list[dict], prefix: str) -> dict[str, str]:
+    """Numbers a chapter quotes about :func:`rectification_rows` (keys ``<prefix>_*``): transformers measured
+    (``n``), meeting the rotation target (``met``), the one with the largest rotation slope on R (``best``, its
+    ``best_slope``, ``best_r``) and the range of the RTS scale slopes (``scale_min``, ``scale_max``).
+
+    Examples:
+        >>> rows = [{"cell": "R-st-fcn-affine", "name": "R ST-FCN Aff", "rotation": {"r": -0.95, "slope": -0.9}},
+        ...         {"cell": "RTS-st-fcn-tps", "name": "RTS ST-FCN TPS", "rotation": {"r": -0.5, "slope": -0.3},
+        ...          "scale": {"r": 0.8, "slope": 0.6}}]
+        >>> k = rectification_key_numbers(rows, "a")
+        >>> k["a_n"], k["a_met"], k["a_best"], k["a_best_slope"], k["a_scale_min"]
+        ('2', '1', 'R ST-FCN Aff', '0.90', '0.60')
+    """
+    r_rows = [r for r in rows if r["cell"].startswith("R-")]
+    best = max(r_rows, key=lambda r: abs(r["rotation"]["slope"]), default=None)
+    scales = sorted(r["scale"]["slope"] for r in rows if r.get("scale"))
+    return {f"{prefix}_n": str(len(rows)), f"{prefix}_met": str(sum(rectifies(r["rotation"]) for r in rows)),
+            f"{prefix}_best": "n/a" if best is None else best["name"],
+            f"{prefix}_best_slope": "n/a" if best is None else f"{abs(best['rotation']['slope']):.2f}",
+            f"{prefix}_best_r": "n/a" if best is None else f"{abs(best['rotation']['r']):.2f}",
+            f"{prefix}_scale_min": f"{scales[0]:.2f}" if scales else "n/a",
+            f"{prefix}_scale_max": f"{scales[-1]:.2f}" if scales else "n/a"}
 
 
 def figure_rectified(model, kind: str = "R", n: int = 8, title: str = ""):
