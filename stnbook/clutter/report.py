@@ -240,7 +240,9 @@ def long_key_numbers(full: dict[str, dict], long: dict[str, dict]) -> dict[str, 
     """Per canvas (``long_ram60_*``, ``long_ram100_*``): the best long-profile model (``_best``), its error
     (``_error``), whether it is ``below`` or ``above`` RAM (``_vs_ram``), by how many points (``_points``), RAM's
     error divided by ours (``_ratio``), and the same against the later reimplementation of RAM (``_later``,
-    ``_vs_later``); per long cell its full-profile error (``long_<cell>_full``); the long
+    ``_vs_later``); per long cell its full-profile error (``long_<cell>_full``), the mean side of its sampled
+    box in pixels (``long_<cell>_side``) and the % of test canvases where that box has IoU > 0.5 with the digit's
+    frame (``long_<cell>_iou_half``); the long
     profile's budget (``long_*``: steps, batch, epochs). "n/a" where a run is missing.
 
     Examples:
@@ -251,8 +253,10 @@ def long_key_numbers(full: dict[str, dict], long: dict[str, dict]) -> dict[str, 
     out = {}
     for c in CELLS:
         if c in long:
-            f = full.get(c)
-            out[f"long_{c.replace('-', '_')}_full"] = "n/a" if f is None else f"{f['test_error']:.2f}"
+            f, box, key = full.get(c), long[c].get("box"), f"long_{c.replace('-', '_')}"
+            out[f"{key}_full"] = "n/a" if f is None else f"{f['test_error']:.2f}"
+            out[f"{key}_side"] = "n/a" if box is None else f"{box['side_px']:.0f}"
+            out[f"{key}_iou_half"] = "n/a" if box is None else f"{100 * box['iou_above_half']:.0f}"
     for p in PROTOCOLS:
         got = {c: long[c] for c in CELLS if c.startswith(p + "-") and c in long}
         best = min(got, key=lambda c: got[c]["test_error"], default=None)
