@@ -206,7 +206,7 @@ def results_html(results: dict[str, dict]) -> str:
 
 
 def long_results() -> dict[str, dict]:
-    """The committed runs of the "long" profile (4x the full profile's steps; the transformer cells)."""
+    """The committed runs of the "long" profile (4x the full profile's steps; run for the affine ST-CNNs)."""
     from stnbook.experiments import load_results
 
     return load_results(EXPERIMENT, "long")
