@@ -141,7 +141,7 @@ def key_numbers(results: dict[str, dict]) -> dict[str, str]:
     and box measures; per canvas (``ram60_*``, ``ram100_*``) the best of our models (``_best``, its ``_best_error``),
     RAM's anchor (``_ram``), whether ours is ``below`` or ``above`` it (``_vs_ram``) and whether the attention
     model's step is ``faster`` or ``slower`` than the plain CNN's (``_attention_step``); the full profile's budget
-    (``full_*``).
+    (``full_*``); and :func:`long_key_numbers` of the committed full and long runs (``long_*``).
 
     Examples:
         >>> key_numbers({})["ram100_st_cnn_attention_error"], key_numbers({})["ram60_cnn_ms"]
@@ -175,6 +175,7 @@ def key_numbers(results: dict[str, dict]) -> dict[str, str]:
     out["budget"] = "n/a" if m is None else f"{m['steps']:,} steps at batch {m['batch_size']}"
     out["test_size"] = "n/a" if m is None else f"{m['test_size']:,}"
     out.update(common.budget_numbers(PROFILES["full"]))
+    out.update(long_key_numbers(full_results(), long_results()))  # the committed long runs, whatever the profile
     return out
 
 
