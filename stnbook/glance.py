@@ -315,14 +315,13 @@ def clutter_rows(art: Artifacts) -> list[Row]:
             continue
         cell, best = min(sts.items(), key=lambda kv: kv[1]["test_error"])
         plain = full.get(f"{p}-cnn")
-        same = {c: m for c, m in full.items() if c.startswith(f"{p}-st-")}
-        holds = (None if plain is None or not same
-                 else min(m["test_error"] for m in same.values()) < plain["test_error"])
+        same = [m["test_error"] for c, m in full.items() if c.startswith(f"{p}-st-")]
+        holds = None if plain is None or not same else min(same) < plain["test_error"]
         notes = [f"{NAMES[cell.split('-', 1)[1]]}, {best['steps']:,} steps"]
         notes += [f"{NAMES[c.split('-', 1)[1]]} {m['test_error']:.2f}%" for c, m in sts.items() if c != cell]
         if plain is not None and same:
             notes.append(f"at equal budgets ({plain['steps']:,} steps): best ST-CNN "
-                         f"{min(m['test_error'] for m in same.values()):.2f}%, CNN {plain['test_error']:.2f}%")
+                         f"{min(same):.2f}%, CNN {plain['test_error']:.2f}%")
         runs = [best] + [m for c, m in sts.items() if c != cell] + ([plain] if plain else [])
         rows.append(Row(_link(title, "clutter"), "clutter", paper_text,
                         f"<b>{best['test_error']:.2f}%</b>" + _small(html.escape("; ".join(notes))),

@@ -42,6 +42,17 @@ def color(cell: str) -> str:
     return COLORS[list(MODELS).index(cell.split("-", 1)[1]) % len(COLORS)]
 
 
+def best_on(results: dict[str, dict], protocol: str) -> str | None:
+    """The cell of ``results`` with the lowest error on ``protocol``'s canvas (None without one)."""
+    got = [c for c in CELLS if c.startswith(protocol + "-") and c in results]
+    return min(got, key=lambda c: results[c]["test_error"], default=None)
+
+
+def ram_by_cell() -> dict[str, float]:
+    """RAM's published error (8 glimpses) on each cell's canvas."""
+    return {c: ANCHORS[c.split("-", 1)[0]][0][1] for c in CELLS}
+
+
 def chapter_results(profile: str) -> tuple[dict[str, dict], str]:
     """(metrics by cell, profile): the committed full run, or every cell trained now with the smoke budget."""
     return common.chapter_results(EXPERIMENT, profile)
@@ -161,13 +172,12 @@ def key_numbers(results: dict[str, dict]) -> dict[str, str]:
         out[f"{key}_covered"] = "n/a" if box is None else f"{100 * box['covered']:.0f}"
         out[f"{key}_side"] = "n/a" if box is None else f"{box['side_px']:.0f}"
     for p in PROTOCOLS:
-        got = {c: results[c] for c in CELLS if c.startswith(p + "-") and c in results}
-        best = min(got, key=lambda c: got[c]["test_error"], default=None)
+        best = best_on(results, p)
         ram = ANCHORS[p][0][1]
         out[f"{p}_ram"] = f"{ram}"
         out[f"{p}_best"] = "n/a" if best is None else NAMES[best.split("-", 1)[1]]
-        out[f"{p}_best_error"] = "n/a" if best is None else f"{got[best]['test_error']:.2f}"
-        out[f"{p}_vs_ram"] = "n/a" if best is None else ("below" if got[best]["test_error"] < ram else "above")
+        out[f"{p}_best_error"] = "n/a" if best is None else f"{results[best]['test_error']:.2f}"
+        out[f"{p}_vs_ram"] = "n/a" if best is None else ("below" if results[best]["test_error"] < ram else "above")
         a, b = results.get(f"{p}-st-cnn-attention"), results.get(f"{p}-cnn")
         out[f"{p}_attention_step"] = ("n/a" if a is None or b is None
                                       else "faster" if step_ms(a) < step_ms(b) else "slower")
@@ -222,8 +232,7 @@ def full_results() -> dict[str, dict]:
 
 def plot_long_curves(long: dict[str, dict]):
     """Test error at every evaluation of each long run, RAM's error on its canvas dotted, chance dashed."""
-    ram = {c: ANCHORS[c.split("-", 1)[0]][0][1] for c in CELLS}
-    return common.plot_eval_curves(long, ram, label, log=True)
+    return common.plot_eval_curves(long, ram_by_cell(), label, log=True)
 
 
 def long_html(full: dict[str, dict], long: dict[str, dict]) -> str:
@@ -233,8 +242,7 @@ def long_html(full: dict[str, dict], long: dict[str, dict]) -> str:
         box = m.get("box")
         return "" if box is None else f"<br><small>IoU {box['iou']:.2f} ({100 * box['iou_above_half']:.0f}% > 0.5)</small>"
 
-    ram = {c: ANCHORS[c.split("-", 1)[0]][0][1] for c in CELLS}
-    return common.profiles_html(full, long, ram, label, note=note, ref_label="RAM (8 glimpses)")
+    return common.profiles_html(full, long, ram_by_cell(), label, note=note, ref_label="RAM (8 glimpses)")
 
 
 def long_key_numbers(full: dict[str, dict], long: dict[str, dict]) -> dict[str, str]:
@@ -259,10 +267,9 @@ def long_key_numbers(full: dict[str, dict], long: dict[str, dict]) -> dict[str, 
             out[f"{key}_side"] = "n/a" if box is None else f"{box['side_px']:.0f}"
             out[f"{key}_iou_half"] = "n/a" if box is None else f"{100 * box['iou_above_half']:.0f}"
     for p in PROTOCOLS:
-        got = {c: long[c] for c in CELLS if c.startswith(p + "-") and c in long}
-        best = min(got, key=lambda c: got[c]["test_error"], default=None)
+        best = best_on(long, p)
         ram = ANCHORS[p][0][1]
-        err = None if best is None else got[best]["test_error"]
+        err = None if best is None else long[best]["test_error"]
         out[f"long_{p}_best"] = "n/a" if best is None else NAMES[best.split("-", 1)[1]]
         out[f"long_{p}_error"] = "n/a" if err is None else f"{err:.2f}"
         out[f"long_{p}_vs_ram"] = "n/a" if err is None else ("below" if err < ram else "above")
