@@ -34,6 +34,26 @@ def test_batches_are_step_indexed_and_targets_are_sums():
     assert torch.equal(AdditionMNIST(x, y, batch_size=8, seed=3).batch(5)[0], a)
 
 
+def test_a_ramp_starts_both_digits_upright_and_centred_and_ends_at_the_unramped_batches():
+    x, y = digits()
+    plain = AdditionMNIST(x, y, batch_size=8, seed=3)
+    ramped = AdditionMNIST(x, y, batch_size=8, seed=3, ramp=(2, 6))
+    for step in (0, 1):  # before the ramp: each channel holds its digit as it is, in the canvas's centre
+        got, target = ramped.batch(step)
+        ia, ib = ramped.indices(step)
+        for ch, idx in enumerate((ia, ib)):
+            want = torch.zeros(8, 42, 42)
+            want[:, 7:35, 7:35] = x[idx].float() / 255
+            torch.testing.assert_close(got[:, ch], want, rtol=0, atol=1e-5)
+        assert torch.equal(target, plain.batch(step)[1])
+    assert not torch.equal(ramped.batch(4)[0], plain.batch(4)[0])  # half strength: between the two
+    for step in (6, 9):  # full strength: the very batches of the run without a ramp
+        assert torch.equal(ramped.batch(step)[0], plain.batch(step)[0])
+    assert "ramp=(2, 6)" in repr(ramped) and "ramp" not in repr(plain)
+    with pytest.raises(ValueError, match="0 <= start < end"):
+        AdditionMNIST(x, y, batch_size=8, seed=3, ramp=(4, 2))
+
+
 def test_test_set_channels_hold_their_own_digit_and_boxes_contain_the_ink():
     x, y = digits()
     t = addition_test_set(x, y, n=12)

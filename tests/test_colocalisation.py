@@ -125,6 +125,21 @@ def test_curriculum_sets_the_scale_then_hands_it_to_the_net():
         CoLocalisationConfig(hold=0.8, anneal_end=0.5)
 
 
+def test_a_fixed_scale_keeps_the_window_at_the_digits_size_after_the_curriculum():
+    x = torch.rand(4, 1, 84, 84)
+    crops = random_crops(4, torch.Generator().manual_seed(0))
+    learned, fixed = (CoLocaliser(CoLocalisationConfig(num_images=4, fixed_scale=f)) for f in (False, True))
+    for model in (learned, fixed):
+        with torch.no_grad():
+            model.st.head.bias.copy_(torch.tensor([1.4, 0.1, -0.2]))  # a scale output the net has learned
+    assert torch.allclose(learned(x)[1][:, 0], torch.full((4,), 28 / 84 + 0.4))
+    _, theta = fixed(x)
+    assert torch.allclose(theta[:, 0], torch.full((4,), 28 / 84)) and torch.allclose(theta[:, 1:], learned(x)[1][:, 1:])
+    assert torch.allclose(fixed(x, scale=0.7)[1][:, 0], torch.full((4,), 0.7))  # the curriculum still sets it
+    triplet_hinge_loss(fixed, (x, crops))[0].backward()  # only the translation is trained
+    assert float(fixed.st.head.weight.grad[0].abs().sum()) == 0 and float(fixed.st.head.weight.grad[1:].abs().sum()) > 0
+
+
 def test_random_patches_lie_inside_the_canvas_and_are_step_indexed():
     data = CoLocalisationBatches(torch.zeros(50, 1, 84, 84), seed=4)
     _, c = data.batch(7)

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from stnbook import artifacts as common
-from stnbook.addition.experiment import ABLATIONS, EXPERIMENT, FAMILIES, addition_test_pairs, attention_split
+from stnbook.addition.experiment import EXPERIMENT, FAMILIES, RECIPE_VARIANTS, addition_test_pairs, attention_split
 from stnbook.experiments import get_cells, load_results
 from stnbook.figures import draw_outline, html_table, imshow
 from stnlib.geometry import sampling_outline
@@ -291,9 +291,9 @@ def plot_eval_curves(long: dict[str, dict]):
 
 def recipe_results() -> dict[str, dict]:
     """The committed recipe comparisons (2xST-FCN affine, one profile per variant), by profile name, in the order
-    of :data:`~stnbook.addition.experiment.ABLATIONS`."""
+    of :data:`~stnbook.addition.experiment.RECIPE_VARIANTS`."""
     out = {}
-    for name in ABLATIONS:
+    for name in RECIPE_VARIANTS:
         m = load_results(EXPERIMENT, name).get("2st-fcn-affine")
         if m is not None:
             out[name] = m
@@ -312,7 +312,7 @@ def recipe_table_html(recipe: dict[str, dict]) -> str:
     for name, m in recipe.items():
         errs = {e["step"]: e["error"] for e in m["eval_history"]}
         split = m.get("attention_split", {})
-        rows.append([("recipe" if name == "recipe" else "recipe, but " + ABLATIONS[name][0]),
+        rows.append([("recipe" if name == "recipe" else "recipe, but " + RECIPE_VARIANTS[name]),
                      *[f"{errs[s]:.1f}" if s in errs else "" for s in steps],
                      f"{split['split']:.0f}%" if "split" in split else "", f"{m['params']:,}",
                      f"{m['wall_time_s'] / 60:.1f} min"])
@@ -328,7 +328,7 @@ def plot_recipe_curves(recipe: dict[str, dict]):
     for k, (name, m) in enumerate(recipe.items()):
         pts = [(0, chance_error(m["test_size"]))] + [(e["step"], e["error"]) for e in m["eval_history"]]
         ax.plot(*zip(*pts), marker="o", ms=3, lw=2.2 if name == "recipe" else 1.2,
-                label="recipe" if name == "recipe" else ABLATIONS[name][0])
+                label="recipe" if name == "recipe" else RECIPE_VARIANTS[name])
     ax.axhline(chance_error(next(iter(recipe.values()))["test_size"]), color="0.5", ls=":", lw=1,
                label="always answering 9")
     ax.set(xlabel="training step", ylabel="test error (%)", ylim=(0, 100))
@@ -344,12 +344,34 @@ def paper_results() -> dict[str, dict]:
 
 def recipe_key_numbers(recipe: dict[str, dict]) -> dict[str, str]:
     """The recipe comparison's numbers for the chapter's text (keys ``recipe_<profile>`` with ``-`` as ``_``: the
-    test error at the end of each variant's run; ``recipe_steps``), "n/a" where a variant is missing."""
+    test error at the end of each variant's run; ``recipe_steps``), "n/a" where a variant is missing; for a
+    variant with a distortion curriculum also ``recipe_<profile>_upright``: its training error over the last 100
+    steps before the distortions start (:func:`upright_error`)."""
     out = {"recipe_steps": f"{next(iter(recipe.values()))['steps']:,}" if recipe else "n/a"}
-    for name in ABLATIONS:
+    for name in RECIPE_VARIANTS:
         m = recipe.get(name)
-        out["recipe_" + name.replace("-", "_")] = "n/a" if m is None else f"{m['test_error']:.1f}"
+        key = "recipe_" + name.replace("-", "_")
+        out[key] = "n/a" if m is None else f"{m['test_error']:.1f}"
+        if name.endswith("-ramp"):
+            err = None if m is None else upright_error(m)
+            out[key + "_upright"] = "n/a" if err is None else f"{err:.0f}"
     return out
+
+
+def upright_error(metrics: dict, window: int = 100) -> float | None:
+    """Mean training error (%) logged in the last ``window`` steps before a run's distortion curriculum starts (the
+    digits still upright and centred); None for a run without one.
+
+    Examples:
+        >>> m = {"distortion_ramp": [100, 400], "history": [{"step": s, "error": 90 - s / 10} for s in range(25, 401, 25)]}
+        >>> upright_error(m)  # steps 25..100 are before the ramp, the last 100 steps of them: 25, 50, 75, 100
+        83.75
+    """
+    ramp = metrics.get("distortion_ramp")
+    if not ramp:
+        return None
+    got = [h["error"] for h in metrics["history"] if ramp[0] - window < h["step"] <= ramp[0] and "error" in h]
+    return sum(got) / len(got) if got else None
 
 
 def paper_table_html(long: dict[str, dict], paper: dict[str, dict]) -> str:
@@ -358,21 +380,41 @@ def paper_table_html(long: dict[str, dict], paper: dict[str, dict]) -> str:
                                 labels=("long profile", "reference recipe"))
 
 
-def paper_key_numbers(paper: dict[str, dict]) -> dict[str, str]:
-    """The reference-recipe runs' numbers for the chapter's text: ``ref_<cell>`` (error), ``ref_steps``,
-    ``ref_minutes_<cell>``, ``ref_split`` (2xST-FCN affine), "n/a" where missing."""
-    out = {"ref_steps": "n/a", "ref_split": "n/a", "ref_split_covered": "n/a"}
+def paper_key_numbers(paper: dict[str, dict], prefix: str = "ref") -> dict[str, str]:
+    """One profile's runs' numbers for the chapter's text (default: the reference recipe's): ``<prefix>_<cell>``
+    (error), ``<prefix>_steps``, ``<prefix>_minutes_<cell>``, ``<prefix>_split`` and ``<prefix>_split_covered``
+    (2xST-FCN affine), "n/a" where missing.
+
+    Examples:
+        >>> m = {"test_error": 12.34, "wall_time_s": 600, "steps": 150_000, "attention_split": {"split": 71.2,
+        ...      "split_covered": 60.4}}
+        >>> k = paper_key_numbers({"2st-fcn-affine": m}, prefix="fast")
+        >>> k["fast_2st_fcn_affine"], k["fast_minutes_2st_fcn_affine"], k["fast_steps"], k["fast_split"], k["fast_fcn"]
+        ('12.3', '10', '150,000', '71', 'n/a')
+    """
+    out = {f"{prefix}_steps": "n/a", f"{prefix}_split": "n/a", f"{prefix}_split_covered": "n/a"}
     for c in CELLS:
         key = c.replace("-", "_")
         m = paper.get(c)
-        out[f"ref_{key}"] = "n/a" if m is None else f"{m['test_error']:.1f}"
-        out[f"ref_minutes_{key}"] = "n/a" if m is None else f"{m['wall_time_s'] / 60:.0f}"
+        out[f"{prefix}_{key}"] = "n/a" if m is None else f"{m['test_error']:.1f}"
+        out[f"{prefix}_minutes_{key}"] = "n/a" if m is None else f"{m['wall_time_s'] / 60:.0f}"
         if m is not None:
-            out["ref_steps"] = f"{m['steps']:,}"
+            out[f"{prefix}_steps"] = f"{m['steps']:,}"
     s = paper.get("2st-fcn-affine", {}).get("attention_split", {})
     if "split" in s:
-        out["ref_split"], out["ref_split_covered"] = f"{s['split']:.0f}", f"{s['split_covered']:.0f}"
+        out[f"{prefix}_split"], out[f"{prefix}_split_covered"] = f"{s['split']:.0f}", f"{s['split_covered']:.0f}"
     return out
+
+
+def fast_results() -> dict[str, dict]:
+    """The committed runs of the "fast" profile (the reference recipe with the two changes that sped it up most)."""
+    return load_results(EXPERIMENT, "fast")
+
+
+def fast_table_html(paper: dict[str, dict], fast: dict[str, dict]) -> str:
+    """Per cell of the fast profile: the paper, ours with the reference recipe and with the fast profile."""
+    return common.profiles_html(paper, fast, PAPER_TABLE4, row_name, _split_note,
+                                labels=("reference recipe", "fast profile"))
 
 
 def summary_table_html(results: dict[str, dict], long: dict[str, dict] | None = None) -> str:

@@ -118,6 +118,20 @@ PROFILES["search"] = dataclasses.replace(
     description="the two-stage profile, and where the curriculum ends (85% of the steps) the common shift of every "
                 "window (within 12 px, on a 1.5 px grid) with the lowest loss, added to every window's centre; then "
                 "gradient descent as before")
+# The search profile with the window's scale fixed at the digit's size once the curriculum ends (translation-only
+# attention after it; during the curriculum the scale is set, as before)
+FIXED = {**SEARCH, "fixed_scale": True}
+PROFILES["fixed-scale"] = dataclasses.replace(
+    PROFILES["full"], name="fixed-scale", model_overrides={"T-*": FIXED, "TC-*": FIXED},
+    description="the search profile with the window's scale kept at the digit's size (28 of 84 pixels) after the "
+                "curriculum instead of learned: translation-only attention, as the paper's attention on the birds")
+# The fixed-scale profile with the search twice as wide (within 24 px, on a 2 px grid): where the large windows
+# leave the digit more than 12 px from the window's centre, the 12 px search cannot bring it back
+WIDE = {**FIXED, "offset_search": 24.0, "offset_step": 2.0}
+PROFILES["wide-search"] = dataclasses.replace(
+    PROFILES["full"], name="wide-search", model_overrides={"T-*": WIDE, "TC-*": WIDE},
+    description="the fixed-scale profile with the search for the windows' common shift within 24 px on a 2 px "
+                "grid (instead of 12 px on 1.5 px)")
 # The paper used "a pre-trained MNIST classifier": here one trained to about 1% error (2,350 steps at batch 256, 10
 # epochs) instead of the full profile's 150 steps (2.5%); the problems are trained as in the full profile.
 PROFILES["trained-encoder"] = dataclasses.replace(
@@ -156,6 +170,11 @@ class CoLocalisationConfig:
             offset; the search moves all windows together, along exactly that direction, and keeps the shift
             with the lowest loss.
         offset_step: spacing in pixels of the search's square grid of shifts.
+        fixed_scale: after the curriculum, keep the window at :attr:`final_scale` (the digit's size) instead of
+            learning the scale: translation-only attention, as the paper's own attention transformers on the
+            birds (scale fixed, location regressed). The T and TC digits are unscaled, so their boxes all have
+            this size; a learned scale drifts to larger windows, which the loss prefers (the digit smaller in
+            the crop) and which then miss the IoU threshold.
     """
 
     digit: int = 0
@@ -173,6 +192,7 @@ class CoLocalisationConfig:
     anneal_end: float = 0.7
     offset_search: float = 0.0
     offset_step: float = 1.0
+    fixed_scale: bool = False
 
     def __post_init__(self):
         if self.offset_search < 0 or self.offset_step <= 0:
@@ -325,9 +345,15 @@ class CoLocaliser(nn.Module):
             raise ValueError(f"CoLocaliser expects (B, {expected[0]}, {expected[1]}, {expected[2]}), "
                              f"got {tuple(x.shape)}")
         raw = self.st.localise(x)
-        s = raw[:, :1] + (self.config.final_scale - 1.0) if scale is None else torch.full_like(raw[:, :1], scale)
-        theta = torch.cat([s, self.centres(raw)], 1)
+        theta = torch.cat([self.scales(raw, scale), self.centres(raw)], 1)
         return self.st.sample(x, theta), theta
+
+    def scales(self, raw: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+        """The windows' scales (B, 1) from the regression layer's outputs (B, 3): ``scale`` where the curriculum
+        sets it, else :attr:`~CoLocalisationConfig.final_scale` with ``fixed_scale``, else the learned residual."""
+        if scale is None and self.config.fixed_scale:
+            scale = self.config.final_scale
+        return raw[:, :1] + (self.config.final_scale - 1.0) if scale is None else torch.full_like(raw[:, :1], scale)
 
     def centres(self, raw: torch.Tensor) -> torch.Tensor:
         """The windows' centres (B, 2) from the regression layer's outputs (B, 3): tanh keeps them on the canvas,
@@ -467,7 +493,7 @@ def offset_landscape(model: CoLocaliser, images: torch.Tensor, boxes: torch.Tens
 
     This is the loss along the direction in which training's solutions differ from the truth (each image framed
     alike, all off by the same amount), so it shows whether the objective prefers the truth to its shifted copies,
-    and how wide the truth's basin is. ``kind`` ("features" or "logits") replaces the model's embedding for the
+    and how wide the truth's basin is. ``kind`` (one of :data:`EMBEDDINGS`) replaces the model's embedding for the
     measurement; ``scale`` (default: the digit's size, ``config.final_scale``) sets every window's side.
 
     Examples:
@@ -572,11 +598,11 @@ def search_offsets(radius: float, step: float) -> torch.Tensor:
 @torch.no_grad()
 def best_common_shift(model: CoLocaliser, images: torch.Tensor, shifts: torch.Tensor, draws: int = 8,
                       seed: int = 0) -> tuple[int, torch.Tensor]:
-    """The loss of the model's windows (scale learned) when every window is moved by each of ``shifts`` (K, 2)
-    pixels, averaged over ``draws`` sets of random patches with the model's own embedding: (index of the lowest,
-    losses (K,))."""
+    """The loss of the model's windows (at the scale they have once the curriculum ends) when every window is moved
+    by each of ``shifts`` (K, 2) pixels, averaged over ``draws`` sets of random patches with the model's own
+    embedding: (index of the lowest, losses (K,))."""
     raw = model.st.localise(images)
-    s = raw[:, :1] + (model.config.final_scale - 1.0)
+    s = model.scales(raw)
     centres = model.centres(raw)
     data = CoLocalisationBatches(images, seed=seed, device=images.device)
     e_rand = [model.embed(model.st.sample(images, data.batch(k)[1])) for k in range(draws)]

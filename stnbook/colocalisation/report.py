@@ -218,6 +218,22 @@ def offsets_html(found: dict[str, dict]) -> str:
                        "spread across images (px)", "window side (px)"], rows, row_headers=True)
 
 
+def side_key_numbers(found: dict[str, dict], prefix: str = "coloc_side") -> dict[str, str]:
+    """The windows' sides (px) of :func:`offsets`' problems: ``<prefix>_min``, ``<prefix>_max`` over every problem
+    and ``<prefix>_failed`` (mean over those under :data:`FAILED` % localised); "n/a" where there are none.
+
+    Examples:
+        >>> side_key_numbers({"T-0": {"success": 100.0, "side": 28.4}, "T-1": {"success": 10.0, "side": 36.0},
+        ...                   "T-2": {"success": 20.0, "side": 34.0}})
+        {'coloc_side_min': '28', 'coloc_side_max': '36', 'coloc_side_failed': '35'}
+    """
+    sides = [o["side"] for o in found.values()]
+    failed = [o["side"] for o in found.values() if o["success"] < FAILED]
+    fmt = lambda v: "n/a" if v is None else f"{v:.0f}"  # noqa: E731
+    return {f"{prefix}_min": fmt(min(sides, default=None)), f"{prefix}_max": fmt(max(sides, default=None)),
+            f"{prefix}_failed": fmt(sum(failed) / len(failed) if failed else None)}
+
+
 def offset_key_numbers(found: dict[str, dict]) -> dict[str, str]:
     """Numbers for the offset paragraph (keys ``coloc_off_*``; "n/a" without failed problems): how many problems
     failed (under :data:`FAILED` % localised) and how many of them frame every digit alike but off centre (a common
@@ -347,6 +363,10 @@ TWO_STAGE = "two-stage"  # the profile with two embeddings (features while the w
 
 
 SEARCH = "search"  # two embeddings, and the search for a common shift of the windows where the curriculum ends
+FIXED = "fixed-scale"  # the search profile with the window's scale kept at the digit's size after the curriculum
+WIDE = "wide-search"  # the fixed-scale profile with a search twice as wide
+PROFILE_KEYS = {TWO_STAGE: "ts", SEARCH: "se", FIXED: "fx", WIDE: "ws"}
+"""The method profiles the chapter compares and the short names of their glue keys (``coloc_<short>_*``)."""
 
 
 def method_columns() -> dict[str, dict[str, dict]]:
@@ -354,8 +374,18 @@ def method_columns() -> dict[str, dict[str, dict]]:
     (full profile, seed 0) and every seed of the two-stage and search profiles that has artifacts."""
     cols = {"features, seed 0": load_results(EXPERIMENT, "full")}
     for prof in (TWO_STAGE, SEARCH):
-        cols.update({f"{prof}, seed {s}": r for s in SEEDS if (r := load_results(EXPERIMENT, prof, seed=s))})
+        cols.update(profile_columns(prof))
     return cols
+
+
+def profile_columns(profile: str) -> dict[str, dict[str, dict]]:
+    """Every seed of ``profile`` that has artifacts, as columns ``"<profile>, seed <k>"`` for :func:`columns_html`."""
+    return {f"{profile}, seed {s}": r for s in SEEDS if (r := load_results(EXPERIMENT, profile, seed=s))}
+
+
+def scale_columns() -> dict[str, dict[str, dict]]:
+    """The columns of the fixed-scale comparison: every seed of the search, fixed-scale and wide-search profiles."""
+    return {**profile_columns(SEARCH), **profile_columns(FIXED), **profile_columns(WIDE)}
 
 
 def _variant_mean(results: dict[str, dict], variant: str) -> float | None:
@@ -381,7 +411,7 @@ def method_key_numbers(columns: dict[str, dict[str, dict]]) -> dict[str, str]:
     out = {}
     for v in VARIANTS:
         out[f"coloc_feat_{v.lower()}_mean"] = fmt(_variant_mean(feat, v))
-    for prof, key in ((TWO_STAGE, "ts"), (SEARCH, "se")):
+    for prof, key in PROFILE_KEYS.items():
         seeds = {int(label.rsplit(" ", 1)[1]): r for label, r in columns.items() if label.startswith(f"{prof}, seed ")}
         out[f"coloc_{key}_seeds_n"] = str(len(seeds))
         for v in VARIANTS:
@@ -399,7 +429,7 @@ def method_key_numbers(columns: dict[str, dict[str, dict]]) -> dict[str, str]:
 def search_vs_two_stage(columns: dict[str, dict[str, dict]], variant: str = "T", margin: float = 10.0) -> dict[str, str]:
     """Problem by problem, the search profile against the two-stage profile of the same seed (identical until the
     search): how many problems localise at least ``margin`` points more, fewer, or about the same; keys
-    ``coloc_se_vs_<variant>_{better,worse,same,pairs}``.
+    ``coloc_se_vs_<variant>_{better,worse,same,pairs}`` (:func:`profile_vs`).
 
     Examples:
         >>> cols = {"two-stage, seed 0": {"T-0": {"success": 10.0}, "T-1": {"success": 90.0}, "T-2": {"success": 50.0}},
@@ -407,13 +437,27 @@ def search_vs_two_stage(columns: dict[str, dict[str, dict]], variant: str = "T",
         >>> search_vs_two_stage(cols)
         {'coloc_se_vs_t_better': '1', 'coloc_se_vs_t_worse': '1', 'coloc_se_vs_t_same': '1', 'coloc_se_vs_t_pairs': '3'}
     """
+    return profile_vs(columns, SEARCH, TWO_STAGE, variant, margin)
+
+
+def profile_vs(columns: dict[str, dict[str, dict]], profile: str, base: str, variant: str = "T",
+               margin: float = 10.0) -> dict[str, str]:
+    """Problem by problem, ``profile`` against ``base`` on the same seed (columns as :func:`profile_columns` makes
+    them): how many problems localise at least ``margin`` points more, fewer, or about the same; keys
+    ``coloc_<short>_vs_<variant>_{better,worse,same,pairs}`` with ``profile``'s short name (:data:`PROFILE_KEYS`).
+
+    Examples:
+        >>> cols = {"search, seed 1": {"T-0": {"success": 10.0}}, "fixed-scale, seed 1": {"T-0": {"success": 99.0}}}
+        >>> profile_vs(cols, FIXED, SEARCH)["coloc_fx_vs_t_better"]
+        '1'
+    """
     diffs = []
     for label, results in columns.items():
-        if not label.startswith(f"{SEARCH}, seed "):
+        if not label.startswith(f"{profile}, seed "):
             continue
-        base = columns.get(label.replace(SEARCH, TWO_STAGE, 1), {})
-        diffs += [results[c]["success"] - base[c]["success"] for c in results if c in base and c.startswith(f"{variant}-")]
-    k = f"coloc_se_vs_{variant.lower()}"
+        ref = columns.get(label.replace(profile, base, 1), {})
+        diffs += [results[c]["success"] - ref[c]["success"] for c in results if c in ref and c.startswith(f"{variant}-")]
+    k = f"coloc_{PROFILE_KEYS[profile]}_vs_{variant.lower()}"
     return {f"{k}_better": str(sum(d >= margin for d in diffs)), f"{k}_worse": str(sum(d <= -margin for d in diffs)),
             f"{k}_same": str(sum(abs(d) < margin for d in diffs)), f"{k}_pairs": str(len(diffs))}
 
@@ -529,4 +573,5 @@ __all__ = ["FAILED", "LANDSCAPE_OFFSETS", "OFF_CENTRE_PX", "PAPER_SUCCESS", "SEE
            "full_results", "landscape_key_numbers", "method_columns", "method_key_numbers", "landscapes", "loss_html", "loss_key_numbers", "offset_key_numbers",
            "offset_summary", "offsets", "offsets_html", "plot_found", "plot_landscapes", "plot_offset_history",
            "plot_problems", "plot_trajectory", "provenance", "seed_results", "seeds_html", "showcase_cells",
-           "success_html", "success_key_numbers", "SEARCH", "search_moves", "search_vs_two_stage", "TWO_STAGE"]
+           "success_html", "success_key_numbers", "SEARCH", "search_moves", "search_vs_two_stage", "TWO_STAGE",
+           "FIXED", "WIDE", "PROFILE_KEYS", "profile_columns", "scale_columns", "profile_vs", "side_key_numbers"]

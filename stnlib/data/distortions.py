@@ -553,13 +553,16 @@ def apply_distortion(kind: str, images: torch.Tensor, params: dict[str, torch.Te
 # Experiment helpers
 
 
-def make_addition_batch(images_a: torch.Tensor, images_b: torch.Tensor, generator: torch.Generator
+def make_addition_batch(images_a: torch.Tensor, images_b: torch.Tensor, generator: torch.Generator,
+                        strength: float = 1.0
                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Two-digit addition input (A.1): channel 0 holds digit a, channel 1 digit b, each RTS-distorted alone.
 
     Args:
         images_a, images_b: (N, 28, 28) uint8 or (N, 1, 28, 28) float digits (see :func:`as_image_batch`).
         generator: randomness; a's parameters are drawn first, then b's.
+        strength: in [0, 1]; below 1 both digits' distortions are drawn as at full strength, then moved
+            towards upright, unscaled and centred (:func:`soften_distortion`): a training curriculum.
 
     Returns:
         ``(x, params_a, params_b)``: x is (N, 2, 42, 42) float on the images' device; the targets are
@@ -571,6 +574,8 @@ def make_addition_batch(images_a: torch.Tensor, images_b: torch.Tensor, generato
     n = a.shape[0]
     params_a = sample_distortion("RTS", n, generator)
     params_b = sample_distortion("RTS", n, generator)
+    if strength != 1.0:
+        params_a, params_b = (soften_distortion("RTS", p, strength) for p in (params_a, params_b))
     both = {k: torch.cat([params_a[k], params_b[k]]) for k in params_a}
     x = apply_distortion("RTS", torch.cat([a, b.to(a.device, a.dtype)]), both)  # one warp for both channels
     return torch.cat([x[:n], x[n:]], dim=1), params_a, params_b

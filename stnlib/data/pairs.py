@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import torch
 
-from .distortions import (DIGIT_SIZE, SPLIT_SEEDS, apply_distortion, as_image_batch, digit_box, init_step_source,
-                          make_addition_batch, sample_distortion)
+from .distortions import (DIGIT_SIZE, SPLIT_SEEDS, _check_ramp, apply_distortion, as_image_batch, digit_box,
+                          init_step_source, make_addition_batch, ramp_strength, sample_distortion)
 from .streams import StepSource, stream_generator
 
 ADDITION_CANVAS = 42
@@ -59,6 +59,9 @@ class AdditionMNIST(StepSource):
         batch_size: pairs per step (an epoch's last batch holds the remainder).
         seed: the run's data seed.
         device: where the images are kept and warped.
+        ramp: optional distortion curriculum ``(start, end)`` in steps, as for
+            :class:`~stnlib.data.distortions.DistortedMNIST`: both digits upright, unscaled and centred
+            before ``start``, their RTS distortions growing linearly to full strength at ``end``.
 
     ``batch(step)`` returns ``(x, y)``: x (B, 2, 42, 42) float in [0, 1] (channel 0 holds the first
     digit, channel 1 the second), y (B,) int64, the sum of the two labels.
@@ -71,7 +74,8 @@ class AdditionMNIST(StepSource):
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", ramp: tuple[int, int] | None = None):
+        self.ramp = _check_ramp(ramp)
         init_step_source(self, images, labels, batch_size, seed, device)
 
     def indices(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,12 +85,14 @@ class AdditionMNIST(StepSource):
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         ia, ib = (i.to(self.device) for i in self.indices(step))
         g = self.step_generator(step, "addition.distortion")
-        x, _, _ = make_addition_batch(as_image_batch(self.images[ia]), as_image_batch(self.images[ib]), g)
+        x, _, _ = make_addition_batch(as_image_batch(self.images[ia]), as_image_batch(self.images[ib]), g,
+                                      strength=ramp_strength(step, self.ramp))
         return x, self.labels[ia] + self.labels[ib]
 
     def __repr__(self) -> str:
+        ramp = "" if self.ramp is None else f", ramp={self.ramp}"
         return (f"AdditionMNIST(num_examples={self.num_examples}, batch_size={self.batch_size}, "
-                f"steps_per_epoch={self.steps_per_epoch}, seed={self.seed}, device={str(self.device)!r})")
+                f"steps_per_epoch={self.steps_per_epoch}, seed={self.seed}, device={str(self.device)!r}{ramp})")
 
 
 def addition_test_set(images: torch.Tensor, labels: torch.Tensor, n: int | None = None,
