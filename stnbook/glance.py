@@ -27,7 +27,7 @@ TOLERANCE = 1.5
 """Ours counts as reproduced when its error is at most this many times the paper's."""
 REPRODUCED, ORDERING_ONLY, NOT_YET = "reproduced", "ordering only", "not yet"
 VERDICTS = (REPRODUCED, ORDERING_ONLY, NOT_YET)
-PROFILES = ("full", "long", "adam", "paper")
+PROFILES = ("full", "long", "adam", "paper", "fast")
 """The committed profiles a row may quote (each cell: the one of these with the most training that has an artifact);
 ``smoke`` is CI's, ``check-*`` repeat a profile with other precisions."""
 DISTORTIONS = {"R": "rotated", "RTS": "rotated, scaled, translated", "P": "projective", "E": "elastic",
@@ -737,13 +737,15 @@ def addition_key_numbers(root: Path | None = None, chance: float | None = None) 
     splits = [(add.row_name(c), m["attention_split"]) for c, m in long.items()
               if c.startswith("2st") and "split" in m.get("attention_split", {})]
     out["add_long_split"] = "; ".join(f"{n} {s['split']:.0f}% ({s['split_covered']:.0f}%)" for n, s in splits) or "n/a"
-    ref = art.results("addition", "paper")
-    done = [c for c in add.CELLS if c in ref]
-    out["add_ref_rows"] = ("; ".join(f"{add.row_name(c)} {ref[c]['test_error']:.1f}%"
-                                     + (f" (paper {add.PAPER_TABLE4[c]}%)" if add.PAPER_TABLE4.get(c) else "")
-                                     for c in done) if done else "none finished yet")
-    m = next(iter(ref.values()), None)
-    out["add_ref_budget"] = "n/a" if m is None else f"{m['steps']:,} steps at batch {m['batch_size']}, {m['params']:,} parameters"
+    for key, prof in (("ref", "paper"), ("fast", "fast")):
+        runs = art.results("addition", prof)
+        done = [c for c in add.CELLS if c in runs]
+        out[f"add_{key}_rows"] = ("; ".join(f"{add.row_name(c)} {runs[c]['test_error']:.1f}%"
+                                            + (f" (paper {add.PAPER_TABLE4[c]}%)" if add.PAPER_TABLE4.get(c) else "")
+                                            for c in done) if done else "none finished yet")
+        m = next(iter(runs.values()), None)
+        out[f"add_{key}_budget"] = ("n/a" if m is None else
+                                    f"{m['steps']:,} steps at batch {m['batch_size']}, {m['params']:,} parameters")
     return out
 
 

@@ -411,6 +411,20 @@ def fast_results() -> dict[str, dict]:
     return load_results(EXPERIMENT, "fast")
 
 
+def plot_fast_curves(paper: dict[str, dict], fast: dict[str, dict]):
+    """Test error against step of each fast-profile run and of the same cell with the reference recipe, with the
+    paper's number and chance."""
+    if not fast:
+        return None
+    runs = {}
+    for c, m in fast.items():
+        if c in paper:
+            runs[(c, "reference recipe")] = paper[c]
+        runs[(c, "fast profile")] = m
+    return common.plot_eval_curves(runs, {k: PAPER_TABLE4.get(k[0]) for k in runs}, lambda k: f"{row_name(k[0])}, {k[1]}",
+                                   chance_error(next(iter(fast.values()))["test_size"]), ylim=(0, 100))
+
+
 def fast_table_html(paper: dict[str, dict], fast: dict[str, dict]) -> str:
     """Per cell of the fast profile: the paper, ours with the reference recipe and with the fast profile."""
     return common.profiles_html(paper, fast, PAPER_TABLE4, row_name, _split_note,

@@ -182,6 +182,27 @@ def loss_key_numbers(results: dict[str, dict]) -> dict[str, str]:
             "coloc_loss_found": f"{sum(m['loss_learned'] for m in ms) / len(ms):.3f}"}
 
 
+def failure_causes(columns: dict[str, dict[str, dict]], variant: str = "T", prefix: str = "coloc_cause",
+                   failed: float = 50.0) -> dict[str, str]:
+    """Among the problems of ``columns`` (every column, e.g. every seed of a profile) that localise fewer than
+    ``failed`` % of their images: in how many the true boxes have the lower loss (``<prefix>_optimisation``: the
+    objective is right, training did not get there) and in how many the windows found have (``<prefix>_objective``:
+    the objective itself prefers them), of ``<prefix>_failed``.
+
+    Examples:
+        >>> cols = {"a, seed 0": {"T-0": {"success": 10.0, "loss_true": 0.1, "loss_learned": 0.2},
+        ...                       "T-1": {"success": 20.0, "loss_true": 0.3, "loss_learned": 0.1},
+        ...                       "T-2": {"success": 90.0, "loss_true": 0.3, "loss_learned": 0.1}}}
+        >>> failure_causes(cols)
+        {'coloc_cause_failed': '2', 'coloc_cause_optimisation': '1', 'coloc_cause_objective': '1'}
+    """
+    bad = [m for results in columns.values() for c, m in results.items()
+           if c.startswith(f"{variant}-") and "loss_true" in m and m["success"] < failed]
+    return {f"{prefix}_failed": str(len(bad)),
+            f"{prefix}_optimisation": str(sum(m["loss_true"] < m["loss_learned"] for m in bad)),
+            f"{prefix}_objective": str(sum(m["loss_true"] >= m["loss_learned"] for m in bad))}
+
+
 # ---- the common offset ----------------------------------------------------------------------------------------------
 
 FAILED = 50.0  # a problem with fewer % of its images localised than this counts as failed in the offset analysis
@@ -574,4 +595,5 @@ __all__ = ["FAILED", "LANDSCAPE_OFFSETS", "OFF_CENTRE_PX", "PAPER_SUCCESS", "SEE
            "offset_summary", "offsets", "offsets_html", "plot_found", "plot_landscapes", "plot_offset_history",
            "plot_problems", "plot_trajectory", "provenance", "seed_results", "seeds_html", "showcase_cells",
            "success_html", "success_key_numbers", "SEARCH", "search_moves", "search_vs_two_stage", "TWO_STAGE",
-           "FIXED", "WIDE", "PROFILE_KEYS", "profile_columns", "scale_columns", "profile_vs", "side_key_numbers"]
+           "FIXED", "WIDE", "PROFILE_KEYS", "profile_columns", "scale_columns", "profile_vs", "side_key_numbers",
+           "failure_causes"]

@@ -207,12 +207,15 @@ def adam_key_numbers(full: dict[str, dict], adam: dict[str, dict]) -> dict[str, 
     (``within``) and how many the same cells were in the full profile (``full_within``); the median of
     ours / paper (``median_ratio``, and ``full_median_ratio`` for the same cells); the paper's ordering checked
     on the adam runs (``better`` of ``comparisons``, :func:`st_vs_plain`); the cells not finished yet
-    (``missing``: each row with its columns, e.g. "CNN (R, RTS)", or "none").
+    (``missing``: each row with its columns, e.g. "CNN (R, RTS)", or "none"); the finished CNN and ST-CNN cells
+    with their error and its ratio to the paper's (``cnn_rows``, or "none yet").
 
     Examples:
         >>> k = adam_key_numbers({"R-fcn": {"test_error": 9.0}}, {"R-fcn": {"test_error": 3.0}})
         >>> k["adam_cells"], k["adam_within"], k["adam_full_within"], k["adam_median_ratio"], k["adam_full_median_ratio"]
         ('1', '1', '0', '1.4', '4.3')
+        >>> print(adam_key_numbers({}, {"R-st-cnn-affine": {"test_error": 0.63}})["adam_cnn_rows"])
+        R ST-CNN Aff 0.63% (0.90x the paper's 0.7%)
     """
     from stnbook.experiments import get_cells
 
@@ -233,7 +236,12 @@ def adam_key_numbers(full: dict[str, dict], adam: dict[str, dict]) -> dict[str, 
             "adam_median_ratio": f"{ratios[len(ratios) // 2]:.1f}" if ratios else "n/a",
             "adam_full_median_ratio": f"{full_ratios[len(full_ratios) // 2]:.1f}" if full_ratios else "n/a",
             "adam_better": str(sum(v["better"] for v in verdicts)), "adam_comparisons": str(len(verdicts)),
-            "adam_missing": "; ".join(missing) if missing else "none"}
+            "adam_missing": "; ".join(missing) if missing else "none",
+            "adam_cnn_rows": "; ".join(
+                f"{d} {row_name(arch, tf)} {adam[c]['test_error']:.2f}%"
+                + (f" ({adam[c]['test_error'] / paper[c]:.2f}x the paper's {paper[c]:g}%)" if paper.get(c) else "")
+                for d in COLUMNS for arch, tf in ROWS
+                if arch == "cnn" and (c := cell_id(d, arch, tf)) in adam) or "none yet"}
 
 
 def plot_ratio_to_paper(profiles: dict[str, dict[str, dict]]):
