@@ -115,20 +115,20 @@ def seeds_html(runs: dict[int, dict[str, dict]]) -> str:
     return columns_html({f"seed {s}": runs[s] for s in sorted(runs)})
 
 
-def columns_html(columns: dict[str, dict[str, dict]]) -> str:
-    """Per digit and variant: % of images localised in each of ``columns`` (label -> results), and the mean over the
-    classes of each column (over the classes it has)."""
-    head = "".join(f"<th>{v}, {html.escape(label)}</th>" for v in VARIANTS for label in columns)
+def columns_html(columns: dict[str, dict[str, dict]], variants=VARIANTS) -> str:
+    """Per digit and variant (of ``variants``): % of images localised in each of ``columns`` (label -> results), and
+    the mean over the classes of each column (over the classes it has)."""
+    head = "".join(f"<th>{v}, {html.escape(label)}</th>" for v in variants for label in columns)
     rows = []
     for d in DIGITS:
         tds = []
-        for v in VARIANTS:
+        for v in variants:
             for results in columns.values():
                 m = results.get(cell_id(v, d))
                 tds.append("<td>&ndash;</td>" if m is None else f"<td>{m['success']:.0f}</td>")
         rows.append(f"<tr><th>{d}</th>{''.join(tds)}</tr>")
     means = []
-    for v in VARIANTS:
+    for v in variants:
         for results in columns.values():
             ms = [results[cell_id(v, d)]["success"] for d in DIGITS if cell_id(v, d) in results]
             means.append(f"<td><b>{sum(ms) / len(ms):.1f}</b></td>" if ms else "<td>&ndash;</td>")
@@ -386,7 +386,8 @@ TWO_STAGE = "two-stage"  # the profile with two embeddings (features while the w
 SEARCH = "search"  # two embeddings, and the search for a common shift of the windows where the curriculum ends
 FIXED = "fixed-scale"  # the search profile with the window's scale kept at the digit's size after the curriculum
 WIDE = "wide-search"  # the fixed-scale profile with a search twice as wide
-PROFILE_KEYS = {TWO_STAGE: "ts", SEARCH: "se", FIXED: "fx", WIDE: "ws"}
+TRAINED_FIXED = "trained-fixed"  # the fixed-scale profile with a well-trained encoder (about 1% error)
+PROFILE_KEYS = {TWO_STAGE: "ts", SEARCH: "se", FIXED: "fx", WIDE: "ws", TRAINED_FIXED: "tf"}
 """The method profiles the chapter compares and the short names of their glue keys (``coloc_<short>_*``)."""
 
 
@@ -405,8 +406,9 @@ def profile_columns(profile: str) -> dict[str, dict[str, dict]]:
 
 
 def scale_columns() -> dict[str, dict[str, dict]]:
-    """The columns of the fixed-scale comparison: every seed of the search, fixed-scale and wide-search profiles."""
-    return {**profile_columns(SEARCH), **profile_columns(FIXED), **profile_columns(WIDE)}
+    """The columns of the fixed-scale comparison: every seed of the search, fixed-scale, wide-search and
+    trained-fixed profiles."""
+    return {**profile_columns(SEARCH), **profile_columns(FIXED), **profile_columns(WIDE), **profile_columns(TRAINED_FIXED)}
 
 
 def _variant_mean(results: dict[str, dict], variant: str) -> float | None:
@@ -595,5 +597,5 @@ __all__ = ["FAILED", "LANDSCAPE_OFFSETS", "OFF_CENTRE_PX", "PAPER_SUCCESS", "SEE
            "offset_summary", "offsets", "offsets_html", "plot_found", "plot_landscapes", "plot_offset_history",
            "plot_problems", "plot_trajectory", "provenance", "seed_results", "seeds_html", "showcase_cells",
            "success_html", "success_key_numbers", "SEARCH", "search_moves", "search_vs_two_stage", "TWO_STAGE",
-           "FIXED", "WIDE", "PROFILE_KEYS", "profile_columns", "scale_columns", "profile_vs", "side_key_numbers",
+           "FIXED", "WIDE", "TRAINED_FIXED", "PROFILE_KEYS", "profile_columns", "scale_columns", "profile_vs", "side_key_numbers",
            "failure_causes"]
