@@ -323,3 +323,16 @@ def test_offset_search_moves_every_window_back_onto_its_digit():
     assert "window_shift" in model.state_dict() and "window_shift" not in CoLocaliser(CoLocalisationConfig()).state_dict()
     with pytest.raises(ValueError, match="offset_search"):
         CoLocalisationConfig(offset_search=-1.0)
+
+
+def test_missed_truths_are_the_failed_problems_whose_truth_has_the_lower_loss():
+    from stnbook.colocalisation import report as reports
+
+    causes = reports.failure_causes(reports.profile_columns(reports.FIXED))
+    missed = reports.missed_truths(reports.FIXED)
+    if causes["coloc_cause_failed"] == "0":
+        pytest.skip("no committed fixed-scale artifacts")
+    assert missed["coloc_missed_n"] == causes["coloc_cause_optimisation"]
+    assert int(missed["coloc_missed_aligned"]) <= int(missed["coloc_missed_n"])
+    assert int(missed["coloc_missed_beyond"]) <= int(missed["coloc_missed_n"])
+    assert reports.missed_truths(reports.FIXED, radius=1e9)["coloc_missed_beyond"] == "0"

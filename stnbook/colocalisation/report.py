@@ -505,6 +505,28 @@ def search_moves(seeds=SEEDS, min_px: float = 3.0) -> dict[str, str]:
     return {f"coloc_se_moved_{v.lower()}": f"{sum(m)} of {len(m)}" if m else "n/a" for v, m in moved.items()}
 
 
+def missed_truths(profile: str, seeds=SEEDS, variant: str = "T", radius: float = 12.0, aligned_px: float = 3.5,
+                  prefix: str = "coloc_missed") -> dict[str, str]:
+    """The failed problems (under :data:`FAILED` % localised) of ``profile`` whose true boxes have the lower loss
+    (the objective right, training short of it), over ``seeds``: how many (``<prefix>_n``), how many frame every
+    digit alike (images spread less than ``aligned_px`` around their common offset: ``<prefix>_aligned``) and how
+    many end further than ``radius`` px from their digits (``<prefix>_beyond``)."""
+    from stnbook.experiments import artifact_dir, get_cells, verify_artifact
+    from stnlib.io import safe_torch_load
+
+    found = []
+    for seed in seeds:
+        for c, metrics in load_results(EXPERIMENT, profile, seed=seed).items():
+            if (not c.startswith(f"{variant}-") or metrics["success"] >= FAILED
+                    or not metrics["loss_true"] < metrics["loss_learned"]):
+                continue
+            folder = artifact_dir(get_cells(EXPERIMENT, [c])[0], profile, seed=seed)
+            verify_artifact(folder, metrics)
+            found.append(offset_summary(safe_torch_load(folder / "analysis.pt"), CoLocalisationConfig().canvas))
+    return {f"{prefix}_n": str(len(found)), f"{prefix}_aligned": str(sum(o["spread"] < aligned_px for o in found)),
+            f"{prefix}_beyond": str(sum(o["length"] > radius for o in found))}
+
+
 def _draw_box(ax, box, color, lw=1.4, alpha=1.0):
     x0, y0, x1, y1 = [float(v) for v in box]
     ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color=color, lw=lw, alpha=alpha)
@@ -598,4 +620,4 @@ __all__ = ["FAILED", "LANDSCAPE_OFFSETS", "OFF_CENTRE_PX", "PAPER_SUCCESS", "SEE
            "plot_problems", "plot_trajectory", "provenance", "seed_results", "seeds_html", "showcase_cells",
            "success_html", "success_key_numbers", "SEARCH", "search_moves", "search_vs_two_stage", "TWO_STAGE",
            "FIXED", "WIDE", "TRAINED_FIXED", "PROFILE_KEYS", "profile_columns", "scale_columns", "profile_vs", "side_key_numbers",
-           "failure_causes"]
+           "failure_causes", "missed_truths"]
