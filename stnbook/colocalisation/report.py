@@ -419,7 +419,7 @@ def _variant_mean(results: dict[str, dict], variant: str) -> float | None:
 def method_key_numbers(columns: dict[str, dict[str, dict]]) -> dict[str, str]:
     """Numbers for the comparison's text (keys ``coloc_feat_*``, ``coloc_ts_*``; "n/a" where runs are missing): the
     mean % localised per variant with features (seed 0) and two embeddings (seed 0, and every seed as a list), the
-    two-stage classes at 90% or more, and the seeds counted.
+    two-stage classes at 90% or more, the seed-0 problems under :data:`FAILED` % (``*_failed``), and the seeds counted.
 
     Examples:
         >>> cols = {"features, seed 0": {"T-0": {"success": 10.0}},
@@ -428,6 +428,8 @@ def method_key_numbers(columns: dict[str, dict[str, dict]]) -> dict[str, str]:
         >>> k = method_key_numbers(cols)
         >>> k["coloc_feat_t_mean"], k["coloc_ts_t_mean"], k["coloc_ts_t_seeds"], k["coloc_ts_t_good"], k["coloc_ts_tc_mean"]
         ('10.0', '90.0', '90.0% (seed 0), 50.0% (seed 1)', '1 of 2', 'n/a')
+        >>> k["coloc_ts_t_failed"], k["coloc_ts_tc_failed"]
+        ('none', 'n/a')
     """
     feat = columns.get("features, seed 0", {})
     fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
@@ -444,6 +446,9 @@ def method_key_numbers(columns: dict[str, dict[str, dict]]) -> dict[str, str]:
             out[f"coloc_{key}_{k}_seeds"] = ", ".join(f"{m:.1f}% (seed {s})" for s, m in means if m is not None) or "n/a"
             got = [seeds.get(0, {})[cell_id(v, d)]["success"] for d in DIGITS if cell_id(v, d) in seeds.get(0, {})]
             out[f"coloc_{key}_{k}_good"] = f"{sum(g >= 90 for g in got)} of {len(got)}" if got else "n/a"
+            failed = [f"{v}-{d}" for d in DIGITS if cell_id(v, d) in seeds.get(0, {})
+                      and seeds[0][cell_id(v, d)]["success"] < FAILED]
+            out[f"coloc_{key}_{k}_failed"] = (", ".join(failed) or "none") if got else "n/a"
             complete = [m for _, m in means if m is not None]
             out[f"coloc_{key}_{k}_avg"] = fmt(sum(complete) / len(complete) if complete else None)
     return out
