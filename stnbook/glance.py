@@ -194,9 +194,12 @@ def table1_rows(art: Artifacts) -> list[Row]:
             continue
         tf, best = min(ours_runs.items(), key=lambda kv: kv[1]["test_error"])
         plain_cell = t1.cell_id(d, "cnn", None)
-        plain = art.results("table1", best["profile"]).get(plain_cell) or art.best("table1", plain_cell)
+        same = art.results("table1", best["profile"]).get(plain_cell)
+        plain = same or art.best("table1", plain_cell)
         holds = plain is not None and best["test_error"] < plain["test_error"]
-        note = t1.row_name("cnn", tf) + ("" if plain is None else f"; CNN {plain['test_error']:.2f}% with the same budget")
+        budget = "with the same budget" if same is not None else (
+            "" if plain is None else f"in the {plain['profile']} profile, {plain['steps']:,} steps")
+        note = t1.row_name("cnn", tf) + ("" if plain is None else f"; CNN {plain['test_error']:.2f}% {budget}")
         runs = [best] + ([plain] if plain else [])
         rows.append(Row(_link(title, "distorted_mnist"), "distorted_mnist", paper_text,
                         f"<b>{best['test_error']:.2f}%</b>" + _small(note),
