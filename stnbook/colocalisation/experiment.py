@@ -179,8 +179,8 @@ class CoLocalisationConfig:
         fixed_scale: after the curriculum, keep the window at :attr:`final_scale` (the digit's size) instead of
             learning the scale: translation-only attention, as the paper's own attention transformers on the
             birds (scale fixed, location regressed). The T and TC digits are unscaled, so their boxes all have
-            this size; a learned scale drifts to larger windows, which the loss prefers (the digit smaller in
-            the crop) and which then miss the IoU threshold.
+            this size; a learned scale drifts (the search profile's windows end at 25 to 39 px), and a window
+            larger than its digit misses the IoU threshold at a smaller offset.
     """
 
     digit: int = 0
