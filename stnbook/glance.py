@@ -352,10 +352,15 @@ def addition_rows(art: Artifacts, profile: str | None = None) -> list[Row]:
             continue
         same = art.results("addition", m["profile"])
         plains = [same[p] for p in add.CELLS if "st" not in p and p in same]
+        budget = "with the same budget"
+        if not plains:  # none in this profile: the plain models' runs with the most training
+            plains = list(art.best_all("addition", [p for p in add.CELLS if "st" not in p]).values())
+            budget = "in its longest run"
         plain = min(plains, key=lambda p: p["test_error"], default=None)
         holds = plain is not None and m["test_error"] < plain["test_error"]
-        note = "" if plain is None else (f"best plain model with the same budget: {add.row_name(plain['cell'])} "
-                                         f"{plain['test_error']:.1f}%")
+        note = "" if plain is None else (f"best plain model {budget}: {add.row_name(plain['cell'])} "
+                                         f"{plain['test_error']:.1f}%"
+                                         + ("" if budget.startswith("with") else f" ({plain['steps']:,} steps)"))
         runs = [m] + ([plain] if plain else [])
         rows.append(Row(_link(title, "addition"), "addition", f"{paper}%", f"<b>{m['test_error']:.1f}%</b>" + _small(note),
                         verdict(m["test_error"], paper, holds), compute_text(runs), paper, m["test_error"], runs))
