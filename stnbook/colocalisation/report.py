@@ -490,23 +490,29 @@ def profile_vs(columns: dict[str, dict[str, dict]], profile: str, base: str, var
             f"{k}_same": str(sum(abs(d) < margin for d in diffs)), f"{k}_pairs": str(len(diffs))}
 
 
+def _analyses(profile: str, seeds, keep):
+    """``(cell, metrics, analysis)`` of every committed problem of ``profile`` (each of ``seeds``) for which
+    ``keep(cell, metrics)`` holds, its artifact verified; only ``analysis.pt`` is read, no model."""
+    from stnbook.experiments import artifact_dir, get_cells, verify_artifact
+    from stnlib.io import safe_torch_load
+
+    for seed in seeds:
+        for c, metrics in load_results(EXPERIMENT, profile, seed=seed).items():
+            if keep(c, metrics):
+                folder = artifact_dir(get_cells(EXPERIMENT, [c])[0], profile, seed=seed)
+                verify_artifact(folder, metrics)
+                yield c, metrics, safe_torch_load(folder / "analysis.pt")
+
+
 def search_moves(seeds=SEEDS, min_px: float = 3.0) -> dict[str, str]:
     """How many problems of the committed search runs (every seed with artifacts) had their windows moved by the
     search by more than ``min_px`` pixels, per variant: keys ``coloc_se_moved_<variant>`` ("k of n"; "n/a" without
     runs)."""
-    from stnbook.experiments import artifact_dir, get_cells, verify_artifact
-    from stnlib.io import safe_torch_load
-
     moved = {v: [] for v in VARIANTS}
-    for seed in seeds:
-        for c, metrics in load_results(EXPERIMENT, SEARCH, seed=seed).items():
-            if c == ENCODER_CELL:
-                continue
-            folder = artifact_dir(get_cells(EXPERIMENT, [c])[0], SEARCH, seed=seed)  # the records only, no model
-            verify_artifact(folder, metrics)
-            rec = safe_torch_load(folder / "analysis.pt").get("records", {}).get("offset_search")
-            if rec is not None:
-                moved[c.split("-")[0]].append(float(torch.tensor(rec["shift_px"]).norm()) > min_px)
+    for c, _, analysis in _analyses(SEARCH, seeds, lambda c, m: c != ENCODER_CELL):
+        rec = analysis.get("records", {}).get("offset_search")
+        if rec is not None:
+            moved[c.split("-")[0]].append(float(torch.tensor(rec["shift_px"]).norm()) > min_px)
     return {f"coloc_se_moved_{v.lower()}": f"{sum(m)} of {len(m)}" if m else "n/a" for v, m in moved.items()}
 
 
@@ -516,18 +522,10 @@ def missed_truths(profile: str, seeds=SEEDS, variant: str = "T", radius: float =
     (the objective right, training short of it), over ``seeds``: how many (``<prefix>_n``), how many frame every
     digit alike (images spread less than ``aligned_px`` around their common offset: ``<prefix>_aligned``) and how
     many end further than ``radius`` px from their digits (``<prefix>_beyond``)."""
-    from stnbook.experiments import artifact_dir, get_cells, verify_artifact
-    from stnlib.io import safe_torch_load
+    def missed(c: str, m: dict) -> bool:
+        return c.startswith(f"{variant}-") and m["success"] < FAILED and m["loss_true"] < m["loss_learned"]
 
-    found = []
-    for seed in seeds:
-        for c, metrics in load_results(EXPERIMENT, profile, seed=seed).items():
-            if (not c.startswith(f"{variant}-") or metrics["success"] >= FAILED
-                    or not metrics["loss_true"] < metrics["loss_learned"]):
-                continue
-            folder = artifact_dir(get_cells(EXPERIMENT, [c])[0], profile, seed=seed)
-            verify_artifact(folder, metrics)
-            found.append(offset_summary(safe_torch_load(folder / "analysis.pt"), CoLocalisationConfig().canvas))
+    found = [offset_summary(a, CoLocalisationConfig().canvas) for _, _, a in _analyses(profile, seeds, missed)]
     return {f"{prefix}_n": str(len(found)), f"{prefix}_aligned": str(sum(o["spread"] < aligned_px for o in found)),
             f"{prefix}_beyond": str(sum(o["length"] > radius for o in found))}
 
