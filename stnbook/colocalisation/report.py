@@ -530,6 +530,90 @@ def missed_truths(profile: str, seeds=SEEDS, variant: str = "T", radius: float =
             f"{prefix}_beyond": str(sum(o["length"] > radius for o in found))}
 
 
+FOLLOWS_PX = 5.0  # windows whose offsets from their digits spread less than this follow the digits
+
+
+def spread_at(analysis: dict, step: int, canvas: int) -> float:
+    """How much the windows' offsets from their digits differ across the images (px, the per-axis standard
+    deviations averaged, as in :func:`offset_summary`) at the last step recorded at or before ``step``.
+
+    Examples:
+        >>> box = torch.tensor([[27.5, 27.5, 55.5, 55.5], [7.5, 7.5, 35.5, 35.5]])
+        >>> still = torch.tensor([[1.0, 0.0, 0.0]] * 2)  # both windows at the canvas's centre: offsets 0 and 20 px
+        >>> follows = true_theta(box)  # each window on its digit: the same offset (0) in both images
+        >>> rec = {"trajectory": [{"step": 0, "theta": still}, {"step": 8, "theta": follows}]}
+        >>> [round(spread_at({"records": rec, "box": box}, k, 84), 1) for k in (0, 7, 8, 100)]
+        [14.1, 14.1, 0.0, 0.0]
+    """
+    steps, theta = trajectory(analysis)
+    k = int((steps <= step).nonzero().max())
+    return window_offsets(theta[k], analysis["box"], canvas).std(0).mean().item()
+
+
+def hold_spreads(profile: str, seeds=(0,)) -> dict[str, dict[str, float]]:
+    """Per problem of ``profile`` (over ``seeds``; key ``<cell>`` for seed 0, ``<cell>, seed k`` otherwise): the
+    spread of the windows' offsets across the images at the start (``start``) and at the end of the whole-canvas
+    phase of the curriculum (``hold``), and its % localised (``success``). Whether the localisation net has learned
+    to move the window with the digit while the window is the whole canvas, which is what the later phases build on."""
+    out = {}
+    for seed in seeds:
+        for c, m, a in _analyses(profile, [seed], lambda c, m: c != ENCODER_CELL):
+            cfg = CoLocalisationConfig.from_dict(m["model_config"])
+            hold = round(cfg.hold * m["steps"])
+            key = c if seed == 0 else f"{c}, seed {seed}"
+            out[key] = {"start": spread_at(a, 0, cfg.canvas), "hold": spread_at(a, max(hold - 1, 0), cfg.canvas),
+                        "success": m["success"]}
+    return out
+
+
+def hold_key_numbers(spreads: dict[str, dict[str, float]], prefix: str = "coloc_hold") -> dict[str, str]:
+    """Per variant (``<prefix>_t_*``, ``<prefix>_tc_*``): the mean spread at the start and at the end of the
+    whole-canvas phase (px), and how many problems end that phase with the windows following their digits
+    (spread under :data:`FOLLOWS_PX`; "k of n"); "n/a" without problems.
+
+    Examples:
+        >>> s = {"T-0": {"start": 17.0, "hold": 2.0, "success": 100.0}, "TC-0": {"start": 17.0, "hold": 16.0,
+        ...      "success": 0.0}, "TC-1": {"start": 17.0, "hold": 15.0, "success": 10.0}}
+        >>> hold_key_numbers(s)["coloc_hold_tc_end"], hold_key_numbers(s)["coloc_hold_tc_follow"]
+        ('15.5', '0 of 2')
+    """
+    out = {}
+    for v in VARIANTS:
+        rows = [r for c, r in spreads.items() if c.split("-")[0] == v]
+        p = f"{prefix}_{v.lower()}"
+        if not rows:
+            out.update({f"{p}_start": "n/a", f"{p}_end": "n/a", f"{p}_follow": "n/a"})
+            continue
+        out[f"{p}_start"] = f"{sum(r['start'] for r in rows) / len(rows):.1f}"
+        out[f"{p}_end"] = f"{sum(r['hold'] for r in rows) / len(rows):.1f}"
+        out[f"{p}_follow"] = f"{sum(r['hold'] < FOLLOWS_PX for r in rows)} of {len(rows)}"
+    return out
+
+
+def ink_share(digits=DIGITS) -> dict[int, float]:
+    """Per class: the digit's share of a cluttered (TC) canvas's ink, % (the sum of the digit's pixel values over the
+    sum of the canvas's, averaged over the problem's images). The T and TC problems of a class hold the same digit
+    images; the T canvas has the digit's ink alone."""
+    out = {}
+    for d in digits:
+        digit = problem(CoLocalisationConfig(digit=d, variant="T"))["x"].sum((1, 2, 3))
+        canvas = problem(CoLocalisationConfig(digit=d, variant="TC"))["x"].sum((1, 2, 3))
+        out[d] = 100.0 * (digit / canvas).mean().item()
+    return out
+
+
+def ink_key_numbers(share: dict[int, float], prefix: str = "coloc_ink") -> dict[str, str]:
+    """``<prefix>_mean`` (% over the classes), ``<prefix>_min`` and ``<prefix>_min_class`` of :func:`ink_share`.
+
+    Examples:
+        >>> ink_key_numbers({0: 50.0, 1: 30.0})
+        {'coloc_ink_mean': '40', 'coloc_ink_min': '30', 'coloc_ink_min_class': '1'}
+    """
+    low = min(share, key=share.get)
+    return {f"{prefix}_mean": f"{sum(share.values()) / len(share):.0f}", f"{prefix}_min": f"{share[low]:.0f}",
+            f"{prefix}_min_class": str(low)}
+
+
 def _draw_box(ax, box, color, lw=1.4, alpha=1.0):
     x0, y0, x1, y1 = [float(v) for v in box]
     ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color=color, lw=lw, alpha=alpha)
