@@ -77,6 +77,8 @@ ABLATIONS: dict[str, tuple[str, dict, dict, int]] = {
     "recipe-fullsize": ("full-size output (42 x 42 from the identity, pooled by 2)",
                         {"st_out_size": None, "st_init_scale": None, "st_pool": 2}, {}, RECIPE_BUDGET),
     "recipe-fcnloc": ("the ST-FCN's fully connected localisation net", {"loc_arch": "fcn"}, {}, RECIPE_BUDGET),
+    "recipe-identity": ("transformers starting at the identity (the whole canvas in the 28 x 28 output)",
+                        {"st_init_scale": None}, {}, RECIPE_BUDGET),
     "recipe-small": ("a 200k-parameter budget", {}, {}, PARAM_BUDGET),
 }
 
