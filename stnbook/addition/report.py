@@ -382,8 +382,9 @@ def paper_table_html(long: dict[str, dict], paper: dict[str, dict]) -> str:
 
 def paper_key_numbers(paper: dict[str, dict], prefix: str = "ref") -> dict[str, str]:
     """One profile's runs' numbers for the chapter's text (default: the reference recipe's): ``<prefix>_<cell>``
-    (error), ``<prefix>_steps``, ``<prefix>_minutes_<cell>``, ``<prefix>_split`` and ``<prefix>_split_covered``
-    (2xST-FCN affine), "n/a" where missing.
+    (error), ``<prefix>_steps``, ``<prefix>_minutes_<cell>``, for each two-transformer row ``<prefix>_split_<cell>``
+    and ``<prefix>_split_covered_<cell>``, and ``<prefix>_split`` / ``<prefix>_split_covered`` (2xST-FCN affine);
+    "n/a" where missing.
 
     Examples:
         >>> m = {"test_error": 12.34, "wall_time_s": 600, "steps": 150_000, "attention_split": {"split": 71.2,
@@ -391,8 +392,10 @@ def paper_key_numbers(paper: dict[str, dict], prefix: str = "ref") -> dict[str, 
         >>> k = paper_key_numbers({"2st-fcn-affine": m}, prefix="fast")
         >>> k["fast_2st_fcn_affine"], k["fast_minutes_2st_fcn_affine"], k["fast_steps"], k["fast_split"], k["fast_fcn"]
         ('12.3', '10', '150,000', '71', 'n/a')
+        >>> k["fast_split_covered_2st_fcn_affine"], k["fast_split_2st_fcn_tps"]
+        ('60', 'n/a')
     """
-    out = {f"{prefix}_steps": "n/a", f"{prefix}_split": "n/a", f"{prefix}_split_covered": "n/a"}
+    out = {f"{prefix}_steps": "n/a"}
     for c in CELLS:
         key = c.replace("-", "_")
         m = paper.get(c)
@@ -400,9 +403,12 @@ def paper_key_numbers(paper: dict[str, dict], prefix: str = "ref") -> dict[str, 
         out[f"{prefix}_minutes_{key}"] = "n/a" if m is None else f"{m['wall_time_s'] / 60:.0f}"
         if m is not None:
             out[f"{prefix}_steps"] = f"{m['steps']:,}"
-    s = paper.get("2st-fcn-affine", {}).get("attention_split", {})
-    if "split" in s:
-        out[f"{prefix}_split"], out[f"{prefix}_split_covered"] = f"{s['split']:.0f}", f"{s['split_covered']:.0f}"
+        if c.startswith("2st"):  # the split of every two-transformer row: <prefix>_split_<cell>, ..._covered_<cell>
+            s = (m or {}).get("attention_split", {})
+            out[f"{prefix}_split_{key}"] = f"{s['split']:.0f}" if "split" in s else "n/a"
+            out[f"{prefix}_split_covered_{key}"] = f"{s['split_covered']:.0f}" if "split" in s else "n/a"
+    out[f"{prefix}_split"] = out[f"{prefix}_split_2st_fcn_affine"]
+    out[f"{prefix}_split_covered"] = out[f"{prefix}_split_covered_2st_fcn_affine"]
     return out
 
 
