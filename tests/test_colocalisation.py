@@ -336,3 +336,31 @@ def test_missed_truths_are_the_failed_problems_whose_truth_has_the_lower_loss():
     assert int(missed["coloc_missed_aligned"]) <= int(missed["coloc_missed_n"])
     assert int(missed["coloc_missed_beyond"]) <= int(missed["coloc_missed_n"])
     assert reports.missed_truths(reports.FIXED, radius=1e9)["coloc_missed_beyond"] == "0"
+
+
+def test_the_whole_canvas_phase_spread_comes_from_the_recorded_windows_of_each_problem(monkeypatch):
+    from stnbook.colocalisation import report as reports
+
+    spreads = reports.hold_spreads(reports.FIXED)
+    if not spreads:
+        pytest.skip("no committed fixed-scale artifacts")
+    for cell, row in spreads.items():
+        assert 0 <= row["hold"] and 0 < row["start"] < 40, cell  # windows start at the canvas's centre: the
+        # spread is the digits' own (about 16 px on an 84 px canvas)
+    numbers = reports.hold_key_numbers(spreads)
+    n = {v: sum(c.startswith(f"{v}-") for c in spreads) for v in ("T", "TC")}
+    for v in ("t", "tc"):
+        followed, of = numbers[f"coloc_hold_{v}_follow"].split(" of ")
+        assert int(of) == n[v.upper()] and 0 <= int(followed) <= int(of)
+    monkeypatch.setattr(reports, "FOLLOWS_PX", 0.0)  # nothing follows to within 0 px: the count is the threshold's
+    assert reports.hold_key_numbers(spreads)["coloc_hold_t_follow"].startswith("0 of")
+
+
+def test_the_t_and_tc_problems_of_a_class_hold_the_same_digits_and_the_digit_is_part_of_the_tc_ink():
+    from stnbook.colocalisation import report as reports
+    from stnbook.colocalisation.experiment import problem
+
+    t, tc = (problem(CoLocalisationConfig(digit=1, variant=v)) for v in ("T", "TC"))
+    assert torch.equal(t["index"], tc["index"])  # the same 100 test digits, placed anew
+    share = reports.ink_share([1])[1]
+    assert 10 < share < 90  # the clutter adds ink of its own, the digit keeps most of its own
