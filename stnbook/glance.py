@@ -752,9 +752,9 @@ def addition_key_numbers(root: Path | None = None, chance: float | None = None) 
         out[f"add_{key}_rows"] = ("; ".join(f"{add.row_name(c)} {runs[c]['test_error']:.1f}%"
                                             + (f" (paper {add.PAPER_TABLE4[c]}%)" if add.PAPER_TABLE4.get(c) else "")
                                             for c in done) if done else "none finished yet")
-        m = next(iter(runs.values()), None)
-        out[f"add_{key}_budget"] = ("n/a" if m is None else
-                                    f"{m['steps']:,} steps at batch {m['batch_size']}, {m['params']:,} parameters")
+        m = next(iter(runs.values()), None)  # the rows of one profile share its steps and budget (within 1%)
+        out[f"add_{key}_budget"] = ("n/a" if m is None else f"{m['steps']:,} steps at batch {m['batch_size']}, "
+                                    f"about {m['params'] / 1e6:.1f}M parameters each")
     return out
 
 
