@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# On a CUDA machine, in one go: the CUDA tests, the training-step benchmark on the GPU, then Table 1 cells of
-# PROFILE (default paper: 150,000 SGD steps at batch 256, 150k parameters) trained side by side, one process per
-# cell and seed, for at most MINUTES minutes. Finished cells become artifacts under results/table1/<profile>/;
-# unfinished ones leave checkpoints under results/runs/table1/<profile>/ that the same command continues from later.
-#   bash scripts/gpu_check.sh                         (python3 with torch; MNIST in data/mnist)
-#   MINUTES=30 CELLS="R-cnn R-st-cnn-affine" bash scripts/gpu_check.sh
-#   PROFILE=adam SEEDS="0 1 2" TESTS=0 BENCH=0 bash scripts/gpu_check.sh   (another profile; one process per cell and seed)
-# Everything it writes is also packed into $OUT/gpu-results.tar.gz (OUT defaults to _build/gpu).
+# On a CUDA machine, in one go: the CUDA tests, the training-step benchmark on the GPU, then training runs side by
+# side, one process per run, for at most MINUTES minutes. Finished runs become artifacts under results/<experiment>/
+# <profile>/; unfinished ones leave checkpoints under results/runs/<experiment>/<profile>/ that the same command
+# continues from later (here or on a CPU).
+#   bash scripts/gpu_check.sh                         (python3 with torch; MNIST in data/mnist or data/mnist-gz)
+#   MINUTES=30 CELLS="R-cnn R-st-cnn-affine" bash scripts/gpu_check.sh      (Table 1 cells of PROFILE, seeds SEEDS)
+#   PROFILE=adam SEEDS="0 1 2" TESTS=0 BENCH=0 bash scripts/gpu_check.sh
+#   RUNS="table1:paper:0:R-cnn table1:adam:1:RTS-st-cnn-affine addition:fast:1:2st-fcn-affine" bash scripts/gpu_check.sh
+#                                                     (any runs, as experiment:profile:seed:cell)
+#   MPS=1 ...    run the processes under CUDA MPS (one shared GPU context, so small models' kernels overlap);
+#                where the MPS daemon does not start or does not answer, the runs go without it, and then
+#                RUNS_NO_MPS (when set) replaces RUNS: without MPS the processes take turns on the GPU
+# The CUDA tests run beside the training processes. What the runs wrote is packed, one archive per experiment,
+# profile and seed, into $OUT (default _build/gpu), with the logs in logs.tar.gz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -14,11 +20,21 @@ OUT=${OUT:-_build/gpu}
 MINUTES=${MINUTES:-6}
 CELLS=${CELLS:-"R-cnn R-st-cnn-affine RTS-cnn RTS-st-cnn-affine R-st-cnn-projective RTS-st-cnn-projective"}
 PROFILE=${PROFILE:-paper}
+DEVICE=${DEVICE:-cuda}  # DEVICE=cpu tries the script itself on a machine without a GPU (BENCH=0 there)
 SEEDS=${SEEDS:-0}
+if [ -z "${RUNS:-}" ]; then
+  RUNS=""
+  for seed in $SEEDS; do for cell in $CELLS; do RUNS="$RUNS table1:$PROFILE:$seed:$cell"; done; done
+fi
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT/logs"
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
+
+for run in $RUNS; do
+  IFS=: read -r exp prof seed cell <<< "$run"
+  if [ -z "$cell" ]; then echo "gpu_check.sh: a run is experiment:profile:seed:cell, got '$run'" >&2; exit 2; fi
+done
 
 # MNIST: the raw files, or their gzipped copies in data/mnist-gz (smaller to carry to a remote machine)
 if [ ! -f data/mnist/train-images-idx3-ubyte ] && [ -d data/mnist-gz ]; then
@@ -27,35 +43,78 @@ if [ ! -f data/mnist/train-images-idx3-ubyte ] && [ -d data/mnist-gz ]; then
 fi
 "$PY" -m stnlib.data verify mnist --root data || { echo "gpu_check.sh: MNIST missing or corrupt in data/mnist" >&2; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | tee "$OUT/gpu.txt"
-"$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
-
-if [ "${TESTS:-1}" = 1 ]; then stamp "CUDA tests"
-"$PY" -m pytest -q -p no:cacheprovider -o addopts="" tests/test_cuda.py 2>&1 | tee "$OUT/logs/cuda-tests.log" | tail -15
+if [ "$DEVICE" != cpu ]; then
+  "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))' \
+    || { echo "gpu_check.sh: torch sees no CUDA device (DEVICE=cpu tries the script on the CPU)" >&2; exit 1; }
 fi
+
+mps=0
+if [ "${MPS:-0}" = 1 ]; then
+  if command -v nvidia-cuda-mps-control > /dev/null && nvidia-cuda-mps-control -d; then
+    if timeout 60 "$PY" -c 'import torch; assert float(torch.ones(1000, device="cuda").sum()) == 1000' ; then
+      mps=1; stamp "CUDA MPS daemon started; the runs share one GPU context"
+    else
+      echo quit | timeout 20 nvidia-cuda-mps-control; stamp "CUDA MPS did not answer: stopped, running without it"
+    fi
+  else
+    stamp "no CUDA MPS on this machine: running without it"
+  fi
+fi
+echo "mps=$mps" >> "$OUT/gpu.txt"
+[ "$mps" = 0 ] && [ -n "${RUNS_NO_MPS:-}" ] && RUNS=$RUNS_NO_MPS
 
 if [ "${BENCH:-1}" = 1 ]; then
   stamp "benchmarks on the GPU: sampler, training step of every model, ST overhead, breakdown"
   "$PY" -m stnbook.cost.bench all --device cuda --rounds 5 --no-compile --out "$OUT" 2>&1 | grep -v -i warn | tail -40
 fi
 
-stamp "$PROFILE-profile cells, seeds $SEEDS, one process each, at most $MINUTES min: $CELLS"
+stamp "$(echo $RUNS | wc -w) runs, one process each, at most $MINUTES min:$RUNS"
 pids=()
-for seed in $SEEDS; do
-  for cell in $CELLS; do
-    "$PY" -m stnbook run table1 --profile "$PROFILE" --seed "$seed" --cells "$cell" --max-minutes "$MINUTES" --quiet \
-      > "$OUT/logs/$cell-seed$seed.log" 2>&1 &
-    pids+=($!)
-  done
+for run in $RUNS; do
+  IFS=: read -r exp prof seed cell <<< "$run"
+  "$PY" -m stnbook run "$exp" --profile "$prof" --seed "$seed" --cells "$cell" --max-minutes "$MINUTES" --quiet \
+    --device "$DEVICE" --threads "${THREADS:-1}" \
+    > "$OUT/logs/$exp-$prof-$cell-seed$seed.log" 2>&1 &
+  pids+=($!)
 done
+tests_pid=""
+if [ "${TESTS:-1}" = 1 ]; then
+  stamp "CUDA tests, beside the runs"
+  "$PY" -m pytest -q -p no:cacheprovider -o addopts="" tests/test_cuda.py > "$OUT/logs/cuda-tests.log" 2>&1 &
+  tests_pid=$!
+fi
 sleep 60
 stamp "after a minute:"
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null
-for p in "${pids[@]}"; do wait "$p"; done
-stamp "cells:"
-for seed in $SEEDS; do
-  for cell in $CELLS; do tail -1 "$OUT/logs/$cell-seed$seed.log"; done
-  "$PY" -m stnbook status table1 --profile "$PROFILE" --seed "$seed" --cells $CELLS | tee -a "$OUT/status.txt"
+if [ -n "$tests_pid" ]; then wait "$tests_pid"; stamp "CUDA tests (exit $?):"; tail -15 "$OUT/logs/cuda-tests.log"; fi
+# A run stops itself after MINUTES of training (checkpointed); the analysis of a finished cell follows. Whatever
+# still runs two minutes later is stopped (its last checkpoint stays).
+deadline=$(( $(date +%s) + ${MINUTES%.*} * 60 + 150 ))
+for p in "${pids[@]}"; do
+  while kill -0 "$p" 2> /dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 2; done
+  kill -0 "$p" 2> /dev/null && { stamp "stopping process $p (past the deadline)"; kill "$p"; }
+  wait "$p"
 done
-tar czf "$OUT/gpu-results.tar.gz" $(ls -d results/table1/"$PROFILE"* results/runs/table1/"$PROFILE"* 2>/dev/null) \
-  "$OUT/logs" "$OUT"/*.json "$OUT"/*.txt 2>/dev/null
-stamp "packed $OUT/gpu-results.tar.gz"
+[ "$mps" = 1 ] && { echo quit | timeout 20 nvidia-cuda-mps-control; }
+stamp "runs:"
+for run in $RUNS; do
+  IFS=: read -r exp prof seed cell <<< "$run"
+  echo "$exp $prof seed $seed $cell: $(tail -1 "$OUT/logs/$exp-$prof-$cell-seed$seed.log")"
+  "$PY" -m stnbook status "$exp" --profile "$prof" --seed "$seed" --cells "$cell" | grep -v "^$exp /" \
+    | tee -a "$OUT/status.txt"
+done
+# One archive per experiment, profile and seed (each stays small enough to copy back on its own).
+for key in $(for run in $RUNS; do echo "${run%:*}"; done | sort -u); do
+  IFS=: read -r exp prof seed <<< "$key"
+  paths=()
+  for run in $RUNS; do
+    IFS=: read -r e p s cell <<< "$run"
+    [ "$e:$p:$s" = "$key" ] || continue
+    sub=$cell; [ "$seed" = 0 ] || sub=$cell/seed$seed
+    for d in results/"$exp"/"$prof"/"$sub" results/runs/"$exp"/"$prof"/"$sub"; do [ -d "$d" ] && paths+=("$d"); done
+  done
+  [ ${#paths[@]} -gt 0 ] && tar czf "$OUT/$exp-$prof-seed$seed.tar.gz" --exclude=lock "${paths[@]}"
+done
+tar czf "$OUT/logs.tar.gz" "$OUT/logs" "$OUT"/*.json "$OUT"/*.txt 2>/dev/null
+ls -la "$OUT"
+stamp "packed into $OUT"
