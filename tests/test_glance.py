@@ -262,3 +262,12 @@ def test_rectify_rows_quote_the_curriculum_and_check_the_target(tmp_path):
     cnn = glance.rectify_rows(glance.Artifacts(tmp_path))[0]
     assert "slope 0.95, r 0.93" in cnn.ours and cnn.verdict == glance.REPRODUCED and cnn.runs[0]["profile"] == "ramp"
     assert "distortion curriculum; 0.80% error" in cnn.ours and "from the start: slope 0.53" in cnn.ours
+
+
+def test_table1_row_averages_the_other_seeds_of_the_best_run(fake_results):
+    title = "Distorted MNIST (Table 1), RTS (rotated, scaled, translated): best ST-CNN"
+    assert "seeds" not in by_title(glance.rows(fake_results))[title].ours  # seed 0 alone
+    write_metrics(fake_results, "table1", "long", "RTS-st-cnn-affine/seed1", test_error=0.8, steps=400)
+    write_metrics(fake_results, "table1", "full", "RTS-st-cnn-affine/seed2", test_error=9.9)  # another profile
+    row = by_title(glance.rows(fake_results))[title]
+    assert row.ours_value == 0.6 and "2 seeds: 0.70 &plusmn; 0.14%" in row.ours

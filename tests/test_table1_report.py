@@ -40,3 +40,37 @@ def test_adam_table_marks_the_cells_within_the_target():
     fig = report.plot_ratio_to_paper({"full": {"R-fcn": run("R-fcn", 9.9)}, "adam": adam})
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["R FCN", "R ST-FCN Aff"]
     assert report.plot_ratio_to_paper({"adam": {}}) is None
+
+
+def test_seed_numbers_give_mean_spread_and_the_ordering_per_seed_and_column():
+    cpu = {"device": "cpu", "cpu_model": "Intel(R) Xeon(R) Processor"}
+    gpu = {"device": "cuda:0", "cuda_device": "NVIDIA H200"}
+    moved = {**run("R-cnn", 1.3), "segments": [{"from_step": 0, "to_step": 45_000, "hardware": gpu},
+                                                 {"from_step": 45_000, "to_step": 60_000, "hardware": cpu}]}
+    by_seed = {0: {"R-cnn": run("R-cnn", 1.1), "R-st-cnn-affine": run("R-st-cnn-affine", 0.7),
+                   "RTS-cnn": run("RTS-cnn", 0.9), "RTS-st-cnn-affine": run("RTS-st-cnn-affine", 1.0)},
+               1: {"R-cnn": moved, "R-st-cnn-affine": run("R-st-cnn-affine", 0.9)},
+               2: {"R-cnn": run("R-cnn", 1.2)}}
+    rows = {r["cell"]: r for r in report.seed_rows(by_seed)}
+    assert rows["R-cnn"]["errors"] == {0: 1.1, 1: 1.3, 2: 1.2}
+    assert abs(rows["R-cnn"]["mean"] - 1.2) < 1e-9 and abs(rows["R-cnn"]["std"] - 0.1) < 1e-9
+    assert rows["RTS-cnn"]["std"] is None  # one seed: no spread
+    assert rows["R-cnn"]["where"][1] == "45k steps on NVIDIA H200, 15k on Intel Xeon"
+    order = report.seed_ordering(by_seed)
+    assert [(o["seed"], o["column"], o["better"]) for o in order] == [(0, "R", True), (0, "RTS", False), (1, "R", True)]
+    k = report.seed_key_numbers(by_seed)
+    assert (k["seeds_complete"], k["seeds_cells"], k["seeds_better"], k["seeds_comparisons"]) == ("1", "4", "2", "3")
+    assert k["seeds_within"] == "3"  # R CNN 1.2 (paper 1.2), R ST 0.8 (0.7), RTS CNN 0.9 (0.8); RTS ST 1.0 vs 0.5 not
+    assert k["seeds_max_range"] == "0.20"
+    html = report.seed_table_html(report.seed_rows(by_seed))
+    assert "not finished" in html and "1.20</b> &plusmn; 0.10" in html
+
+
+def test_paper_progress_numbers_compare_each_st_cnn_with_the_cnn_of_its_column_at_shared_evaluations():
+    ev = lambda *e: [{"step": 10_000 * (k + 1), "error": v} for k, v in enumerate(e)]  # noqa: E731
+    progress = {"R-cnn": {"state": "in progress", "step": 40_000, "eval_history": ev(3.0, 2.0, 1.5, 1.4)},
+                "R-st-cnn-affine": {"state": "in progress", "step": 30_000, "eval_history": ev(2.0, 2.5, 1.0)},
+                "RTS-st-cnn-affine": {"state": "finished", "step": 150_000, "eval_history": ev(1.0)}}  # no RTS CNN
+    k = report.paper_progress_key_numbers(progress)
+    assert (k["paper_comparisons"], k["paper_st_below"]) == ("3", "2")
+    assert (k["paper_cells"], k["paper_finished"], k["paper_min_step"], k["paper_max_step"]) == ("3", "1", "30,000", "150,000")

@@ -244,6 +244,125 @@ def adam_key_numbers(full: dict[str, dict], adam: dict[str, dict]) -> dict[str, 
                 if arch == "cnn" and (c := cell_id(d, arch, tf)) in adam) or "none yet"}
 
 
+# ---- seeds ------------------------------------------------------------------------------------------------
+
+SEED_CELLS = ("R-cnn", "R-st-cnn-affine", "RTS-cnn", "RTS-st-cnn-affine")
+SEEDS = (0, 1, 2)
+
+
+def seed_results(profile: str = "adam", seeds: Sequence[int] = SEEDS) -> dict[int, dict[str, dict]]:
+    """The finished Table 1 cells of ``profile`` per seed (``{seed: {cell: metrics}}``)."""
+    return {s: load_results("table1", profile, seed=s) for s in seeds}
+
+
+def compute_where(m: dict) -> str:
+    """Where a run's steps were trained, from its compute segments: "60,000 steps on Intel Xeon" or, for a run
+    continued on other hardware, each device's share ("44k on NVIDIA H200, 16k on Intel Xeon").
+
+    Examples:
+        >>> cpu = {"device": "cpu", "cpu_model": "Intel(R) Xeon(R) Processor"}
+        >>> gpu = {"device": "cuda:0", "cuda_device": "NVIDIA H200"}
+        >>> compute_where({"steps": 60000, "segments": [{"from_step": 0, "to_step": 60000, "hardware": cpu}]})
+        '60,000 steps on Intel Xeon'
+        >>> compute_where({"steps": 60000, "segments": [{"from_step": 0, "to_step": 44000, "hardware": gpu},
+        ...                {"from_step": 44000, "to_step": 60000, "hardware": cpu}]})
+        '44k steps on NVIDIA H200, 16k on Intel Xeon'
+    """
+    shares: dict[str, int] = {}
+    for sg in m.get("segments") or []:
+        hw = sg.get("hardware") or {}
+        where = hw.get("cuda_device") or (hw.get("cpu_model") or "?").replace("(R)", "").replace(" Processor", "")
+        shares[where] = shares.get(where, 0) + sg["to_step"] - sg["from_step"]
+    if not shares:
+        return "" if m.get("steps") is None else f"{m['steps']:,} steps"
+    if len(shares) == 1:
+        where, n = next(iter(shares.items()))
+        return f"{n:,} steps on {where}"
+    parts = [f"{n / 1000:.0f}k" + (" steps" if k == 0 else "") + f" on {w}" for k, (w, n) in enumerate(shares.items())]
+    return ", ".join(parts)
+
+
+def seed_rows(by_seed: dict[int, dict[str, dict]], cells: Sequence[str] = SEED_CELLS) -> list[dict]:
+    """Per cell: the paper's error, ours per finished seed (``errors``: {seed: %}), their mean, sample standard
+    deviation (``std``, None under 2 seeds), min and max, and where each seed's run was trained (``where``).
+
+    Examples:
+        >>> rows = seed_rows({0: {"R-cnn": {"test_error": 1.0, "steps": 10}}, 1: {"R-cnn": {"test_error": 1.2, "steps": 10}},
+        ...                   2: {}}, cells=["R-cnn"])
+        >>> rows[0]["errors"], round(rows[0]["mean"], 2), round(rows[0]["std"], 3), rows[0]["paper"]
+        ({0: 1.0, 1: 1.2}, 1.1, 0.141, 1.2)
+    """
+    paper = _paper_by_cell()
+    rows = []
+    for c in cells:
+        runs = {s: r[c] for s, r in by_seed.items() if c in r}
+        errs = {s: m["test_error"] for s, m in runs.items()}
+        vals = list(errs.values())
+        mean = sum(vals) / len(vals) if vals else None
+        std = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else None
+        rows.append({"cell": c, "paper": paper.get(c), "errors": errs, "mean": mean, "std": std,
+                     "min": min(vals) if vals else None, "max": max(vals) if vals else None,
+                     "where": {s: compute_where(m) for s, m in runs.items()}})
+    return rows
+
+
+def seed_table_html(rows: list[dict], seeds: Sequence[int] = SEEDS) -> str:
+    """HTML: per cell, the paper, ours per seed (where it was trained below each), mean +- standard deviation."""
+    body = []
+    for r in rows:
+        cols = [f"<b>{r['errors'][s]:.2f}</b><br><small>{r['where'][s]}</small>" if s in r["errors"] else "not finished"
+                for s in seeds]
+        stat = "&ndash;" if r["mean"] is None else (
+            f"<b>{r['mean']:.2f}</b>" + ("" if r["std"] is None else f" &plusmn; {r['std']:.2f}")
+            + f"<br><small>{len(r['errors'])} seed{'s' if len(r['errors']) > 1 else ''}</small>")
+        body.append([_cell_name(r["cell"]), "&ndash;" if r["paper"] is None else r["paper"], *cols, stat])
+    return html_table(["% test error", "paper", *[f"seed {s}" for s in seeds], "mean &plusmn; std"], body)
+
+
+def seed_ordering(by_seed: dict[int, dict[str, dict]], columns: Sequence[str] = ("R", "RTS")) -> list[dict]:
+    """The paper's ordering per seed and column: the ST-CNN affine below the plain CNN (both finished)."""
+    out = []
+    for s, r in by_seed.items():
+        for d in columns:
+            st, plain = r.get(cell_id(d, "cnn", "affine")), r.get(cell_id(d, "cnn", None))
+            if st is not None and plain is not None:
+                out.append({"seed": s, "column": d, "st": st["test_error"], "plain": plain["test_error"],
+                            "better": st["test_error"] < plain["test_error"]})
+    return out
+
+
+def seed_key_numbers(by_seed: dict[int, dict[str, dict]], prefix: str = "seeds") -> dict[str, str]:
+    """The numbers the seeds section quotes (keys ``<prefix>_*``): each cell's mean +- std over its finished seeds
+    with the paper's number (``rows``), how many of the cells have every seed (``complete`` of ``cells``), how many
+    cells' means are within 1.5x of the paper (``within``), the ordering checked per seed and column (``better``
+    of ``comparisons``) and the largest spread between a cell's seeds in points (``max_range``).
+
+    Examples:
+        >>> k = seed_key_numbers({0: {"R-cnn": {"test_error": 1.0}, "R-st-cnn-affine": {"test_error": 0.8}},
+        ...                       1: {"R-cnn": {"test_error": 1.2}}}, prefix="s")
+        >>> k["s_complete"], k["s_better"], k["s_comparisons"], k["s_max_range"]
+        ('1', '1', '1', '0.20')
+        >>> k["s_rows"].split("; ")[0]
+        'R CNN 1.10 ± 0.14% (2 seeds, paper 1.2%)'
+    """
+    rows = seed_rows(by_seed)
+    order = seed_ordering(by_seed)
+    done = [r for r in rows if r["mean"] is not None]
+
+    def text(r: dict) -> str:
+        n = len(r["errors"])
+        spread = "" if r["std"] is None else f" ± {r['std']:.2f}"
+        return f"{_cell_name(r['cell'])} {r['mean']:.2f}{spread}% ({n} seed{'s' if n > 1 else ''}, paper {r['paper']:g}%)"
+
+    ranges = [r["max"] - r["min"] for r in done if len(r["errors"]) > 1]
+    return {f"{prefix}_rows": "; ".join(text(r) for r in done) or "none yet",
+            f"{prefix}_complete": str(sum(len(r["errors"]) == len(by_seed) for r in rows)),
+            f"{prefix}_cells": str(len(rows)),
+            f"{prefix}_within": str(sum(within(r["mean"], r["paper"]) for r in done if r["paper"] is not None)),
+            f"{prefix}_better": str(sum(o["better"] for o in order)), f"{prefix}_comparisons": str(len(order)),
+            f"{prefix}_max_range": f"{max(ranges):.2f}" if ranges else "n/a"}
+
+
 def plot_ratio_to_paper(profiles: dict[str, dict[str, dict]]):
     """Ours / the paper's error per cell (log scale), one marker per profile (``{label: results}``), cells
     ordered as in Table 1 and limited to those of the last profile; the 1.5x target shaded."""
@@ -585,6 +704,36 @@ def paper_progress(cells: Sequence[str] | None = None) -> dict[str, dict]:
             out[cell.id] = {"state": "in progress", "step": int(st["step"]), "of": steps, "eval_history": evals,
                             "segments": st.get("segments", []), "error": evals[-1]["error"] if evals else None}
     return out
+
+
+def paper_progress_key_numbers(progress: dict[str, dict]) -> dict[str, str]:
+    """The numbers the paper-schedule section quotes (keys ``paper_*``): runs started (``cells``) and finished
+    (``finished``), the fewest and most steps reached (``min_step``, ``max_step``), and the evaluations at which an
+    ST-CNN and the CNN of its column were both evaluated (``comparisons``), with how many had the ST-CNN lower
+    (``st_below``).
+
+    Examples:
+        >>> ev = lambda *e: [{"step": 10_000 * (k + 1), "error": v} for k, v in enumerate(e)]
+        >>> k = paper_progress_key_numbers({
+        ...     "R-cnn": {"state": "in progress", "step": 30_000, "eval_history": ev(3.0, 2.0, 1.5)},
+        ...     "R-st-cnn-affine": {"state": "in progress", "step": 20_000, "eval_history": ev(2.0, 2.5)}})
+        >>> k["paper_comparisons"], k["paper_st_below"], k["paper_min_step"], k["paper_max_step"]
+        ('2', '1', '20,000', '30,000')
+    """
+    comparisons = below = 0
+    for c, p in progress.items():
+        dist, _, rest = c.partition("-")
+        if not rest.startswith("st-cnn-") or f"{dist}-cnn" not in progress:
+            continue
+        plain = {e["step"]: e["error"] for e in progress[f"{dist}-cnn"]["eval_history"]}
+        for e in p["eval_history"]:
+            if e["step"] in plain:
+                comparisons += 1
+                below += e["error"] < plain[e["step"]]
+    steps = [p["step"] for p in progress.values()]
+    return {"paper_cells": str(len(progress)), "paper_finished": str(sum(p["state"] == "finished" for p in progress.values())),
+            "paper_min_step": f"{min(steps):,}" if steps else "0", "paper_max_step": f"{max(steps):,}" if steps else "0",
+            "paper_comparisons": str(comparisons), "paper_st_below": str(below)}
 
 
 def _segments_text(segments: list[dict]) -> str:
