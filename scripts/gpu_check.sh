@@ -8,9 +8,9 @@
 #   PROFILE=adam SEEDS="0 1 2" TESTS=0 BENCH=0 bash scripts/gpu_check.sh
 #   RUNS="table1:paper:0:R-cnn table1:adam:1:RTS-st-cnn-affine addition:fast:1:2st-fcn-affine" bash scripts/gpu_check.sh
 #                                                     (any runs, as experiment:profile:seed:cell)
-#   MPS=1 ...    run the processes under CUDA MPS (one shared GPU context, so small models' kernels overlap);
-#                where the MPS daemon does not start or does not answer, the runs go without it, and then
-#                RUNS_NO_MPS (when set) replaces RUNS: without MPS the processes take turns on the GPU
+# The processes run under CUDA MPS (one shared GPU context, so small models' kernels overlap; MPS=0 to run without
+# it); where the MPS daemon does not start or does not answer, they run without it, and then RUNS_NO_MPS (when set)
+# replaces RUNS: without MPS the processes take turns on the GPU, so fewer of them get further.
 # The CUDA tests run beside the training processes. What the runs wrote is packed, one archive per experiment,
 # profile and seed, into $OUT (default _build/gpu), with the logs in logs.tar.gz.
 set -uo pipefail
@@ -26,15 +26,15 @@ if [ -z "${RUNS:-}" ]; then
   RUNS=""
   for seed in $SEEDS; do for cell in $CELLS; do RUNS="$RUNS table1:$PROFILE:$seed:$cell"; done; done
 fi
+for run in $RUNS ${RUNS_NO_MPS:-}; do
+  IFS=: read -r exp prof seed cell <<< "$run"
+  if [ -z "$cell" ]; then echo "gpu_check.sh: a run is experiment:profile:seed:cell, got '$run'" >&2; exit 2; fi
+done
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT/logs"
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
 
-for run in $RUNS; do
-  IFS=: read -r exp prof seed cell <<< "$run"
-  if [ -z "$cell" ]; then echo "gpu_check.sh: a run is experiment:profile:seed:cell, got '$run'" >&2; exit 2; fi
-done
 
 # MNIST: the raw files, or their gzipped copies in data/mnist-gz (smaller to carry to a remote machine)
 if [ ! -f data/mnist/train-images-idx3-ubyte ] && [ -d data/mnist-gz ]; then
@@ -49,7 +49,7 @@ if [ "$DEVICE" != cpu ]; then
 fi
 
 mps=0
-if [ "${MPS:-0}" = 1 ]; then
+if [ "${MPS:-1}" = 1 ] && [ "$DEVICE" != cpu ]; then
   if command -v nvidia-cuda-mps-control > /dev/null && nvidia-cuda-mps-control -d; then
     if timeout 60 "$PY" -c 'import torch; assert float(torch.ones(1000, device="cuda").sum()) == 1000' ; then
       mps=1; stamp "CUDA MPS daemon started; the runs share one GPU context"

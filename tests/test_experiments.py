@@ -1,6 +1,8 @@
 """The experiment command: artifacts written atomically, loadable, and identical for one seed."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -137,3 +139,14 @@ def test_a_distortion_ramp_is_recorded_and_keys_the_artifact(tmp_path):
     assert run_cell(cell, ramped, device="cpu", progress=False, root=tmp_path)["finished"] == a["finished"]
     with pytest.raises(ValueError, match="distortion_ramp must be"):
         Profile("bad", steps=10, batch_size=8, distortion_ramp=(0.5, 0.2))
+
+
+def test_gpu_check_script_refuses_a_malformed_run_before_doing_anything(tmp_path):
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.sh"
+    done = subprocess.run(["bash", str(script)], env={**os.environ, "RUNS": "table1:adam:R-cnn", "OUT": str(tmp_path)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "a run is experiment:profile:seed:cell, got 'table1:adam:R-cnn'" in done.stderr
+    assert not any(tmp_path.iterdir())  # nothing was trained or written
