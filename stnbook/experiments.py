@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import fnmatch
 import json
+import re
 import shlex
 import shutil
 import sys
@@ -238,6 +239,22 @@ def run_dir_of(cell: Cell, profile: str, root: Path | None = None, seed: int = 0
     """Where the checkpoint of an unfinished run lives (``<root>/runs/...``, keyed like the artifact)."""
     base = (root or results_dir()) / "runs" / cell.experiment / profile / cell.id
     return base if seed == 0 else base / f"seed{seed}"
+
+
+def remove_run_dir(run_dir: Path) -> None:
+    """Delete a finished run's checkpoint folder, but never the runs of other seeds kept inside it
+    (``seed<k>/``, :func:`run_dir_of`): seed 0 finishing must not take seed 1's checkpoint with it."""
+    if not run_dir.is_dir():
+        return
+    for p in run_dir.iterdir():
+        if p.is_dir() and re.fullmatch(r"seed\d+", p.name):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty: other seeds' runs remain
+        run_dir.rmdir()
 
 
 def cell_model(cell: Cell, profile: Profile):
@@ -502,7 +519,7 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
         metrics["files"] = {name: sha256_file(out / name) for name in ARTIFACT_FILES}
         atomic_write_text(done, json.dumps(metrics, indent=1))
         # the artifact now holds the run; its checkpoint is no longer needed (and is not committed)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        remove_run_dir(run_dir)
     return metrics
 
 

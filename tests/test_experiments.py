@@ -150,3 +150,19 @@ def test_gpu_check_script_refuses_a_malformed_run_before_doing_anything(tmp_path
     assert done.returncode == 2
     assert "a run is experiment:profile:seed:cell, got 'table1:adam:R-cnn'" in done.stderr
     assert not any(tmp_path.iterdir())  # nothing was trained or written
+
+
+def test_a_finished_run_keeps_the_checkpoints_of_other_seeds_inside_its_folder(tmp_path):
+    """Seed k's run folder lies inside seed 0's (``<cell>/seed<k>``): seed 0 finishing removes its own checkpoint
+    only, never a checkpoint of seed 1 that is still running or waiting to be resumed."""
+    from stnbook.experiments import run_dir_of
+
+    cell = get_cells("table1", ["R-st-fcn-affine"])[0]
+    other = run_dir_of(cell, "tiny", tmp_path, seed=1) / "checkpoint.pt"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"seed 1's checkpoint")
+    run_cell(cell, TINY, device="cpu", progress=False, root=tmp_path)
+    assert other.read_bytes() == b"seed 1's checkpoint"
+    assert not (run_dir_of(cell, "tiny", tmp_path) / "checkpoint.pt").exists()
+    run_cell(cell, TINY, seed=2, device="cpu", progress=False, root=tmp_path)  # a seed with nothing inside
+    assert not run_dir_of(cell, "tiny", tmp_path, seed=2).exists() and other.exists()
