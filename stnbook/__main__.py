@@ -113,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "status":
             get_profile(args.experiment, args.profile)
-            _print_status(args.experiment, args.profile, args.cells, args.seed)
+            try:
+                _print_status(args.experiment, args.profile, args.cells, args.seed)
+            except BrokenPipeError:  # `status ... | head`: the reader stopped reading; nothing is wrong
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
             return 0
         get_profile(args.experiment, args.profile)
         get_cells(args.experiment, args.cells)
