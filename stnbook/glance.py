@@ -201,12 +201,10 @@ def table1_rows(art: Artifacts) -> list[Row]:
             "" if plain is None else f"in the {plain['profile']} profile, {plain['steps']:,} steps")
         note = t1.row_name("cnn", tf) + ("" if plain is None else f"; CNN {plain['test_error']:.2f}% {budget}")
         best_cell = t1.cell_id(d, "cnn", tf)
-        seeds = [best] + [m for s in OTHER_SEEDS if (m := art.results("table1", best["profile"], s).get(best_cell))]
-        if len(seeds) > 1:
-            errs = [m["test_error"] for m in seeds]
-            mean = sum(errs) / len(errs)
-            std = (sum((e - mean) ** 2 for e in errs) / (len(errs) - 1)) ** 0.5
-            note += f"; {len(errs)} seeds: {mean:.2f} &plusmn; {std:.2f}%"
+        by_seed = {0: {best_cell: best}, **{s: art.results("table1", best["profile"], s) for s in OTHER_SEEDS}}
+        spread = t1.seed_rows(by_seed, cells=[best_cell])[0]
+        if spread["std"] is not None:
+            note += f"; {len(spread['errors'])} seeds: {spread['mean']:.2f} &plusmn; {spread['std']:.2f}%"
         runs = [best] + ([plain] if plain else [])
         rows.append(Row(_link(title, "distorted_mnist"), "distorted_mnist", paper_text,
                         f"<b>{best['test_error']:.2f}%</b>" + _small(note),
