@@ -17,6 +17,7 @@ from stnbook.experiments import (
     get_profile,
     load_all,
     run,
+    unfinished_runs,
 )
 from stnbook.paths import results_dir
 from stnlib.train import init_distributed_from_env, is_main_process
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     ls = sub.add_parser("list", help="list experiments, their cells and the profiles")
     ls.add_argument("experiment", nargs="?", choices=sorted(EXPERIMENTS))
     st = sub.add_parser("status", help="each cell: finished, step k of n (checkpointed), or not started")
-    st.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    st.add_argument("experiment", nargs="?", choices=sorted(EXPERIMENTS),
+                    help="without one: every unfinished run of every experiment, with the command that resumes it")
     st.add_argument("--profile", default="full")
     st.add_argument("--cells", nargs="+", metavar="CELL")
     st.add_argument("--seed", type=int, default=0)
@@ -112,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.action == "status":
+            if args.experiment is None:
+                runs = unfinished_runs()
+                for r in runs:
+                    print(f"{r['experiment']} / {r['profile']} / {r['cell']} / seed {r['seed']}: step {r['step']:,} of "
+                          f"{r['of']:,}; resume: {r['command']}")
+                print(f"{len(runs)} unfinished run{'' if len(runs) == 1 else 's'} with a checkpoint")
+                return 0
             get_profile(args.experiment, args.profile)
             try:
                 _print_status(args.experiment, args.profile, args.cells, args.seed)

@@ -576,6 +576,30 @@ def run(experiment: str, profile: str = "smoke", cells: list[str] | None = None,
     return out
 
 
+def unfinished_runs(root: Path | None = None) -> list[dict]:
+    """Every run that has a checkpoint and no artifact yet, across all experiments, profiles and seeds: ``{"experiment",
+    "profile", "cell", "seed", "step", "of", "command"}``, the command being the one that resumes it."""
+    base = (root or results_dir()) / "runs"
+    out = []
+    for name in sorted(load_all()):
+        exp = get_experiment(name)
+        for profile in sorted(p.name for p in (base / name).iterdir() if p.is_dir()) if (base / name).is_dir() else []:
+            if profile not in exp.profiles:
+                continue
+            for cell in get_cells(name):
+                folder = base / name / profile / cell.id
+                seeds = [0] + sorted(int(p.name[4:]) for p in folder.glob("seed*") if re.fullmatch(r"seed\d+", p.name))
+                for seed in seeds:
+                    st = cell_status(cell, profile, root, seed)
+                    if st["state"] != "running":
+                        continue
+                    command = (f"python -m stnbook run {name} --profile {profile} --cells {cell.id}"
+                               + (f" --seed {seed}" if seed else ""))
+                    out.append({"experiment": name, "profile": profile, "cell": cell.id, "seed": seed,
+                                "step": st["step"], "of": st["of"], "command": command})
+    return out
+
+
 def cell_status(cell: Cell, profile: str, root: Path | None = None, seed: int = 0) -> dict:
     """Where one cell stands: ``{"state": "finished" | "running" | "not started", "step", "of", ...}``.
 

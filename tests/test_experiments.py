@@ -166,3 +166,16 @@ def test_a_finished_run_keeps_the_checkpoints_of_other_seeds_inside_its_folder(t
     assert not (run_dir_of(cell, "tiny", tmp_path) / "checkpoint.pt").exists()
     run_cell(cell, TINY, seed=2, device="cpu", progress=False, root=tmp_path)  # a seed with nothing inside
     assert not run_dir_of(cell, "tiny", tmp_path, seed=2).exists() and other.exists()
+
+
+def test_unfinished_runs_lists_every_checkpoint_with_the_command_that_resumes_it(tmp_path):
+    from stnbook.experiments import get_profile, unfinished_runs
+
+    for sub, step in (("table1/smoke/R-cnn", 5), ("table1/smoke/R-cnn/seed2", 7), ("table1/retired/R-cnn", 9)):
+        (tmp_path / "runs" / sub).mkdir(parents=True)
+        torch.save({"step": step, "wall_time_s": 1.0}, tmp_path / "runs" / sub / "checkpoint.pt")
+    runs = unfinished_runs(tmp_path)
+    of = get_profile("table1", "smoke").steps_for("R-cnn")
+    assert [(r["cell"], r["seed"], r["step"], r["of"]) for r in runs] == [("R-cnn", 0, 5, of), ("R-cnn", 2, 7, of)]
+    assert runs[1]["command"] == "python -m stnbook run table1 --profile smoke --cells R-cnn --seed 2"
+    assert unfinished_runs(tmp_path / "empty") == []
