@@ -56,7 +56,8 @@ class Profile:
     output size), applied by :func:`cell_model`. ``distortion_ramp`` (start, end), as fractions of a cell's
     steps, makes the training distortions grow from none to full strength over that part of the run (a
     distortion curriculum, :class:`~stnlib.data.DistortedMNIST`'s ``ramp``; experiments whose data take
-    it); the test set is never ramped.
+    it); the test set is never ramped. ``needs_profile`` names the profile whose artifacts of the cells a cell
+    needs (:attr:`Cell.needs`) are used, trained there first if missing (None: this profile's own).
 
     Examples:
         >>> p = Profile("full", steps=600, batch_size=100, cell_overrides={"enc*": {"steps": 150}})
@@ -77,6 +78,7 @@ class Profile:
     cell_overrides: dict[str, dict] = field(default_factory=dict)
     model_overrides: dict[str, dict] = field(default_factory=dict)
     distortion_ramp: tuple[float, float] | None = None
+    needs_profile: str | None = None
 
     def __post_init__(self):
         if self.distortion_ramp is not None:
@@ -436,7 +438,8 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
     needs = dependencies(cell)
     model_config = cell_model(cell, prof)
     if needs:
-        model_config = exp.use_dependencies(model_config, {d.id: artifact_dir(d, prof.name, root, seed) for d in needs})
+        dep_profile = prof.needs_profile or prof.name
+        model_config = exp.use_dependencies(model_config, {d.id: artifact_dir(d, dep_profile, root, seed) for d in needs})
     run_dir = run_dir_of(cell, prof.name, root, seed)
     ramp = prof.ramp_steps(cell.id)
     if done.exists():
@@ -457,7 +460,8 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
         if progress and is_main_process():
             print(f"[{cell.experiment} / {prof.name}] {cell.id} needs {dep.id}")
         started = time.perf_counter()
-        got = run_cell(dep, prof, seed, device, threads, progress, root, command, stop_after_s, force)
+        got = run_cell(dep, get_profile(dep.experiment, prof.needs_profile) if prof.needs_profile else prof, seed,
+                       device, threads, progress, root, command, stop_after_s, force)
         if not got.get("finished", True):
             return {"cell": cell.id, "finished": False, "steps": 0, "of": cfg.steps, "waiting_for": dep.id}
         if stop_after_s is not None:  # the budget covers the dependency's training too

@@ -430,7 +430,8 @@ def colocalisation_summary(results: dict[str, dict], variant: str) -> dict | Non
 
 
 COLOC_OTHER_SEEDS = (1, 2)  # each profile run again with these seeds, encoder included
-COLOC_PROFILES = {"fixed-scale": "two embeddings, a search and a window of the digit's size",
+COLOC_PROFILES = {"window-search": "windows found by search, then the transformer trained on them",
+                  "fixed-scale": "two embeddings, a search and a window of the digit's size",
                   "two-stage": "two embeddings (features, then logits)", "full": "the features embedding"}
 """The co-localisation profiles the landing table may show, the better method first, and how the text names them."""
 

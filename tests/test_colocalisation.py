@@ -364,3 +364,59 @@ def test_the_t_and_tc_problems_of_a_class_hold_the_same_digits_and_the_digit_is_
     assert torch.equal(t["index"], tc["index"])  # the same 100 test digits, placed anew
     share = reports.ink_share([1])[1]
     assert 10 < share < 90  # the clutter adds ink of its own, the digit keeps most of its own
+
+
+def test_window_search_finds_the_shared_digit_and_the_net_learns_its_windows(tmp_path):
+    """The same "digit" anywhere on 12 canvases and an embedding that is the crop's pixels: the search (proposals,
+    then coordinate descent on the hinge loss) puts every window on its digit without seeing a box; the callback
+    stores the windows once (a buffer, so a resumed run does not search again) and the first third of the steps
+    regress them, the rest use the hinge loss."""
+    from types import SimpleNamespace
+
+    from stnbook.colocalisation.experiment import WindowSearch, loss, window_search
+
+    x, boxes = one_digit_everywhere(0, 56)
+    cfg = CoLocalisationConfig(encoder_width=8, num_images=12, alpha=4.0, hold=0.0, anneal_end=0.0, fixed_scale=True,
+                               window_search=1 / 3, search_step=2.0)
+    model = CoLocaliser(cfg)
+    model.embed = lambda crops, normalize=True, kind=None: crops.flatten(1) / 28
+    found = window_search(model, x, step=2.0, draws=2)
+    assert found["candidates"] == 29 * 29 and found["loss"] <= found["proposal_loss"]
+    theta = torch.cat([torch.full((12, 1), cfg.final_scale), found["centres"]], 1)
+    assert localisation_scores(theta, boxes)["success"] == 100.0
+    again = window_search(model, x, step=2.0, draws=2)
+    assert torch.equal(again["centres"], found["centres"])  # deterministic
+
+    trainer = SimpleNamespace(model=model, config=SimpleNamespace(steps=6, seed=0), records={},
+                              device=torch.device("cpu"))
+    search = WindowSearch(x)
+    phases = []
+    for step in range(6):
+        search.on_step_start(trainer, step)
+        phases.append(model.regressing)
+        if step == 0:
+            assert not model.search_centres.isnan().any()
+            trainer.records.pop("window_search")
+    assert phases == [True, True, False, False, False, False] and "window_search" not in trainer.records  # once
+    model.regressing = True
+    value, metrics = loss(model, (x, torch.zeros(12, 3)))
+    assert value.requires_grad and metrics["loss"] > 0  # the identity windows are far from the searched ones
+    assert "search_centres" in model.state_dict() and "search_centres" not in CoLocaliser(CoLocalisationConfig()).state_dict()
+    with pytest.raises(ValueError, match="window_search"):
+        CoLocalisationConfig(window_search=1.0)
+
+
+def test_a_profile_can_use_another_profiles_encoder(tmp_path, monkeypatch):
+    """``needs_profile``: the problems of one profile use the encoder artifact of another (trained there first if
+    missing), and the metrics name it; no encoder is trained under the problems' own profile."""
+    from stnbook.colocalisation.experiment import COLOCALISATION
+
+    enc = Profile("tiny-enc", steps=5, batch_size=32, lr=3e-3, train_size=500, test_size=100)
+    probs = Profile("tiny-probs", steps=4, batch_size=32, lr=3e-3, train_size=500, test_size=100, needs_profile="tiny-enc")
+    monkeypatch.setitem(COLOCALISATION.profiles, "tiny-enc", enc)
+    monkeypatch.setitem(COLOCALISATION.profiles, "tiny-probs", probs)
+    cell = Cell("colocalisation", "T-3", "T", CoLocalisationConfig(digit=3), needs=("mnist-cnn",))
+    m = run_cell(cell, probs, device="cpu", progress=False, root=tmp_path)
+    assert m["encoder_dir"] == str((tmp_path / "colocalisation" / "tiny-enc" / "mnist-cnn").resolve())
+    assert (tmp_path / "colocalisation" / "tiny-enc" / "mnist-cnn" / "metrics.json").exists()
+    assert not (tmp_path / "colocalisation" / "tiny-probs" / "mnist-cnn").exists()

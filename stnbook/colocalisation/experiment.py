@@ -59,6 +59,7 @@ pre-trained MNIST CNN, alpha = 1"; the details below are our reading of A.2):
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +146,21 @@ PROFILES["trained-encoder"] = dataclasses.replace(
     description="Adam, cosine decay; the encoder 2,350 steps at batch 256 (10 epochs, about 1% error); each problem "
                 "600 full-batch steps on its 100 images")
 
+# The paper's objective minimised by search first: before the first step every image gets the digit-sized window of
+# a grid (2 px) that minimises the hinge loss (proposals from five images, then coordinate descent; window_search),
+# the localisation net learns those windows in the first third of the steps, and the hinge loss trains it from there,
+# the scale fixed at the digit's size; the trained-encoder profile's 10-epoch encoder, its logits as e(); 300
+# full-batch steps a problem
+WINDOW_SEARCH = {"embedding": "logits", "hold": 0.0, "anneal_end": 0.0, "fixed_scale": True, "window_search": 1 / 3}
+PROFILES["window-search"] = dataclasses.replace(
+    PROFILES["trained-encoder"], name="window-search", model_overrides={"T-*": WINDOW_SEARCH, "TC-*": WINDOW_SEARCH},
+    cell_overrides={ENCODER_CELL: {"steps": 2_350}, "T-*": {"steps": 300}, "TC-*": {"steps": 300}},
+    needs_profile="trained-encoder",
+    description="the trained-encoder profile's encoder (10 epochs); each problem: a search over digit-sized windows for "
+                "the lowest hinge loss, the localisation net taught those windows (100 steps), then the hinge loss "
+                "(200 steps), the scale fixed at the digit's size")
+
+
 
 @dataclass
 class CoLocalisationConfig:
@@ -181,6 +197,12 @@ class CoLocalisationConfig:
             birds (scale fixed, location regressed). The T and TC digits are unscaled, so their boxes all have
             this size; a learned scale drifts (the search profile's windows end at 25 to 39 px), and a window
             larger than its digit misses the IoU threshold at a smaller offset.
+        window_search: fraction of the steps in which the localisation net learns to output the windows that a
+            search over digit-sized windows found before the first step (:func:`window_search`, the
+            :class:`WindowSearch` callback), by the squared error of its window centres; the hinge loss trains it
+            for the rest. 0: no search. The search minimises the same hinge loss, over a grid of windows instead of
+            by gradient descent, and sees no box or label.
+        search_step: spacing in canvas pixels of the search's grid of window centres.
     """
 
     digit: int = 0
@@ -199,8 +221,13 @@ class CoLocalisationConfig:
     offset_search: float = 0.0
     offset_step: float = 1.0
     fixed_scale: bool = False
+    window_search: float = 0.0
+    search_step: float = 2.0
 
     def __post_init__(self):
+        if not 0 <= self.window_search < 1 or self.search_step <= 0:
+            raise ValueError(f"need 0 <= window_search < 1 (a fraction of the steps) and search_step > 0 (pixels), got "
+                             f"{self.window_search} and {self.search_step}")
         if self.offset_search < 0 or self.offset_step <= 0:
             raise ValueError(f"need offset_search >= 0 and offset_step > 0 (pixels), got {self.offset_search} and "
                              f"{self.offset_step}")
@@ -344,6 +371,9 @@ class CoLocaliser(nn.Module):
         self.curriculum_embedding: str | None = None
         if config.offset_search > 0:  # the common shift OffsetSearch finds, added to every window's centre
             self.register_buffer("window_shift", torch.zeros(2))
+        if config.window_search > 0:  # the windows' centres the search found (normalised), what the net first learns
+            self.register_buffer("search_centres", torch.full((config.num_images, 2), float("nan")))
+        self.regressing = False  # set by WindowSearch before every step: the step's loss regresses search_centres
 
     def forward(self, x: torch.Tensor, scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         expected = (1, self.config.canvas, self.config.canvas)
@@ -648,6 +678,108 @@ class OffsetSearch(Callback):
                                             "candidates": len(shifts)}
 
 
+@torch.no_grad()
+def window_search(model: CoLocaliser, images: torch.Tensor, step: float = 2.0, proposals: int = 5, sweeps: int = 20,
+                  draws: int = 8, seed: int = 0) -> dict:
+    """Digit-sized windows for the problem's images that minimise the hinge loss of :func:`triplet_hinge_loss`,
+    found by search rather than gradient descent; no box or label is used.
+
+    The candidates are windows of the encoder's sampling scale (:attr:`CoLocalisationConfig.final_scale`) centred
+    on a grid of spacing ``step`` pixels, each embedded once with the model's embedding; the random patches are
+    ``draws`` sets drawn as in training. Two stages:
+
+    1. Proposals: every window of each of the first ``proposals`` images proposes itself as what the images share;
+       every other image takes its window with the lowest hinge against it, and the five best proposals of each
+       image are scored by the whole loss. The best assignment starts stage 2.
+    2. Coordinate descent: image by image (in a seeded random order), the window with the lowest loss given all
+       the others' windows, until a sweep changes none (at most ``sweeps``).
+
+    Returns:
+        ``{"centres"}`` (N, 2) the windows' centres in normalised coordinates (x, y), ``"loss"`` (the hinge loss
+        of the windows found, over the ``draws`` sets of patches), ``"proposal_loss"`` (after stage 1),
+        ``"sweeps"`` and ``"candidates"`` (windows per image).
+    """
+    cfg = model.config
+    n, dev = len(images), images.device
+    half = cfg.out_size / 2
+    axis = torch.arange(half, cfg.canvas - half + 1e-6, step, device=dev)
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1).reshape(-1, 2)  # (P, 2) centres (x, y) in px
+    centres = (2 * grid + 1) / cfg.canvas - 1
+    theta = torch.cat([torch.full((len(grid), 1), cfg.final_scale, device=dev), centres], 1)
+    kind = cfg.embedding
+    cand = torch.stack([model.embed(model.st.sample(images[i:i + 1].expand(len(grid), -1, -1, -1), theta), kind=kind)
+                        for i in range(n)])  # (N, P, D)
+    data = CoLocalisationBatches(images, seed=seed, device=dev)
+    rand = torch.stack([model.embed(model.st.sample(images, data.batch(k)[1]), kind=kind) for k in range(draws)], 1)
+    alpha = cfg.alpha
+    off = ~torch.eye(n, dtype=torch.bool, device=dev)
+
+    def total(idx: torch.Tensor) -> float:
+        e = cand[torch.arange(n), idx]
+        d_neg = (e[:, None] - rand).pow(2).sum(-1)  # (N, draws)
+        h = F.relu(pairwise_sq_distances(e)[:, :, None] - d_neg[:, None, :] + alpha).mean(2)
+        return float(h[off].mean())
+
+    neg = (cand[:, :, None] - rand[:, None]).pow(2).sum(-1).mean(-1)  # (N, P): a window against its image's patches
+    sq = cand.pow(2).sum(-1)  # (N, P)
+    best_loss, best = float("inf"), None
+    for i in range(min(proposals, n)):
+        d_pos = (sq[i][:, None, None] + sq[None] - 2 * torch.einsum("pd,nqd->pnq", cand[i], cand)).clamp_min(0)
+        hinge = F.relu(d_pos - neg[None] + alpha)  # (P, N, P): proposal, image, that image's window
+        idx = hinge.argmin(2)  # (P, N)
+        score = hinge.gather(2, idx[..., None])[..., 0].mean(1)
+        for p in score.argsort()[:5].tolist():
+            assign = idx[p].clone()
+            assign[i] = p
+            if (value := total(assign)) < best_loss:
+                best_loss, best = value, assign
+    proposal_loss = best_loss
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    done = 0
+    for done in range(1, sweeps + 1):
+        changed = 0
+        for i in order:
+            others = torch.cat([torch.arange(i, device=dev), torch.arange(i + 1, n, device=dev)])
+            eo = cand[others, best[others]]  # (N - 1, D)
+            d_pos = (sq[i][:, None] + eo.pow(2).sum(1)[None] - 2 * cand[i] @ eo.T).clamp_min(0)  # (P, N - 1)
+            d_neg_i = (cand[i][:, None] - rand[i][None]).pow(2).sum(-1)  # (P, draws)
+            d_neg_o = (eo[:, None] - rand[others]).pow(2).sum(-1)  # (N - 1, draws)
+            cost = (F.relu(d_pos[:, :, None] - d_neg_i[:, None, :] + alpha).mean((1, 2))
+                    + F.relu(d_pos[:, :, None] - d_neg_o[None] + alpha).mean((1, 2)))
+            j = int(cost.argmin())
+            changed += j != int(best[i])
+            best[i] = j
+        if changed == 0:
+            break
+    return {"centres": centres[best], "loss": total(best), "proposal_loss": proposal_loss, "sweeps": done,
+            "candidates": len(grid)}
+
+
+class WindowSearch(Callback):
+    """When the config asks for it (``window_search > 0``): before the first step, :func:`window_search` finds each
+    image's window and stores its centre in the model's ``search_centres`` (a buffer: saved with the model, so a
+    resumed run does not search again); before every step, ``model.regressing`` says whether the step's loss
+    regresses those centres (the first ``window_search`` of the steps) or is the hinge loss.
+    ``trainer.records["window_search"]`` keeps the search's loss, sweeps, candidates and seconds."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def on_step_start(self, trainer, step: int) -> None:
+        model = trainer.model
+        cfg = model.config
+        model.regressing = cfg.window_search > 0 and step < round(cfg.window_search * trainer.config.steps)
+        if cfg.window_search <= 0 or not bool(model.search_centres.isnan().any()):
+            return
+        start = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        found = window_search(model, self.images.to(trainer.device), cfg.search_step, seed=trainer.config.seed)
+        model.train(was_training)
+        model.search_centres.copy_(found.pop("centres"))
+        trainer.records["window_search"] = {**found, "step": step, "seconds": time.perf_counter() - start}
+
+
 class TrajectoryRecorder(Callback):
     """Keeps theta (num_images, 3) of the problem's images before each step in ``steps`` (so, after that many
     completed steps), as ``trainer.records["trajectory"]``: a list of ``{"step", "theta"}``. Runs after
@@ -671,7 +803,8 @@ def callbacks(cell: Cell, test: dict) -> list[Callback]:
     """The class cells' callbacks (the curriculum first); the encoder has none."""
     if "problem" not in test:
         return []
-    return [ScaleCurriculum(), OffsetSearch(test["problem"]["x"]), TrajectoryRecorder(test["problem"]["x"])]
+    x = test["problem"]["x"]
+    return [ScaleCurriculum(), OffsetSearch(x), WindowSearch(x), TrajectoryRecorder(x)]
 
 
 def trajectory(analysis: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -699,10 +832,21 @@ def rebuild(metrics: dict) -> nn.Module:
     return CoLocaliser(CoLocalisationConfig.from_dict(d))  # weights (encoder included) come from model.pt
 
 
+def search_regression_loss(model: CoLocaliser, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """The mean squared distance, in canvas pixels, between the windows' centres and those the search found
+    (``model.search_centres``, image by image: the batch is the problem's images in their fixed order)."""
+    x, _ = batch
+    raw = model.st.localise(x)
+    d = (model.centres(raw) - model.search_centres.to(raw)) * model.config.canvas / 2
+    sq = d.pow(2).sum(1).mean()
+    return sq, {"loss": sq.item(), "active": 0.0}  # no triplets in these steps
+
+
 def loss(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy for the encoder, :func:`triplet_hinge_loss` for the co-localisers."""
+    """Cross-entropy for the encoder; for the co-localisers :func:`triplet_hinge_loss`, or
+    :func:`search_regression_loss` in the steps that learn the searched windows."""
     if isinstance(model, CoLocaliser):
-        return triplet_hinge_loss(model, batch)
+        return search_regression_loss(model, batch) if model.regressing else triplet_hinge_loss(model, batch)
     return classification_loss(model, batch)
 
 
@@ -735,7 +879,7 @@ COLOCALISATION = register(Experiment(EXPERIMENT, colocalisation_cells, PROFILES,
                                      loss, callbacks=callbacks, use_dependencies=use_dependencies))
 
 __all__ = ["COLOCALISATION", "CoLocalisationConfig", "CoLocaliser", "OffsetSearch", "RECORD_STEPS", "ScaleCurriculum",
-           "TrajectoryRecorder", "best_common_shift", "callbacks", "cnn_embedding", "colocalisation_cells", "encoder_config",
+           "TrajectoryRecorder", "WindowSearch", "best_common_shift", "callbacks", "cnn_embedding", "colocalisation_cells", "encoder_config",
            "hinge_triplets", "localisation_net", "localisation_scores", "loss_at", "offset_landscape",
-           "pairwise_sq_distances", "predicted_boxes", "problem", "search_offsets", "trajectory", "triplet_hinge_loss",
-           "true_theta", "use_dependencies", "window_offsets"]
+           "pairwise_sq_distances", "predicted_boxes", "problem", "search_offsets", "search_regression_loss", "trajectory", "triplet_hinge_loss",
+           "true_theta", "use_dependencies", "window_offsets", "window_search"]

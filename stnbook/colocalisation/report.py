@@ -387,7 +387,8 @@ SEARCH = "search"  # two embeddings, and the search for a common shift of the wi
 FIXED = "fixed-scale"  # the search profile with the window's scale kept at the digit's size after the curriculum
 WIDE = "wide-search"  # the fixed-scale profile with a search twice as wide
 TRAINED_FIXED = "trained-fixed"  # the fixed-scale profile with a well-trained encoder (about 1% error)
-PROFILE_KEYS = {TWO_STAGE: "ts", SEARCH: "se", FIXED: "fx", WIDE: "ws", TRAINED_FIXED: "tf"}
+WINDOW_SEARCH = "window-search"  # the windows found by search first, taught to the net, then the hinge loss
+PROFILE_KEYS = {TWO_STAGE: "ts", SEARCH: "se", FIXED: "fx", WIDE: "ws", TRAINED_FIXED: "tf", WINDOW_SEARCH: "wsr"}
 """The method profiles the chapter compares and the short names of their glue keys (``coloc_<short>_*``)."""
 
 
@@ -409,6 +410,44 @@ def scale_columns() -> dict[str, dict[str, dict]]:
     """The columns of the fixed-scale comparison: every seed of the search, fixed-scale, wide-search and
     trained-fixed profiles."""
     return {**profile_columns(SEARCH), **profile_columns(FIXED), **profile_columns(WIDE), **profile_columns(TRAINED_FIXED)}
+
+
+def window_columns() -> dict[str, dict[str, dict]]:
+    """The columns of the window-search comparison: seed 0 of the fixed-scale, trained-fixed and window-search
+    profiles (the last two share the 10-epoch encoder)."""
+    cols = {}
+    for prof in (FIXED, TRAINED_FIXED, WINDOW_SEARCH):
+        if results := load_results(EXPERIMENT, prof):
+            cols[f"{prof}, seed 0"] = results
+    return cols
+
+
+def window_key_numbers(results: dict[str, dict], prefix: str = "coloc_wsr", target: float = 75.0) -> dict[str, str]:
+    """Numbers for the window-search text (keys ``<prefix>_*``): per variant the problems run (``<v>_n``), those
+    with every image localised (``<v>_all``), those at ``target`` % or more (``<v>_target``, the paper's lowest TC
+    class), the others by name (``<v>_short``, or "none"), and of those how many end with a lower loss than at the
+    true boxes (``<v>_short_objective``: the objective itself prefers what was found).
+
+    Examples:
+        >>> r = {"TC-0": {"success": 99.0, "loss_learned": 0.2, "loss_true": 0.1},
+        ...      "TC-2": {"success": 3.0, "loss_learned": 0.1, "loss_true": 0.4}, "T-1": {"success": 100.0}}
+        >>> k = window_key_numbers(r)
+        >>> k["coloc_wsr_tc_n"], k["coloc_wsr_tc_target"], k["coloc_wsr_tc_short"], k["coloc_wsr_tc_short_objective"]
+        ('2', '1', 'TC-2 (3%)', '1')
+        >>> k["coloc_wsr_t_all"], k["coloc_wsr_t_short"]
+        ('1', 'none')
+    """
+    out = {}
+    for v in VARIANTS:
+        got = {d: results[cell_id(v, d)] for d in DIGITS if cell_id(v, d) in results}
+        short = {d: m for d, m in got.items() if m["success"] < target}
+        k = f"{prefix}_{v.lower()}"
+        out[f"{k}_n"] = str(len(got))
+        out[f"{k}_all"] = str(sum(m["success"] >= 100.0 for m in got.values()))
+        out[f"{k}_target"] = str(len(got) - len(short))
+        out[f"{k}_short"] = ", ".join(f"{v}-{d} ({m['success']:.0f}%)" for d, m in short.items()) or "none"
+        out[f"{k}_short_objective"] = str(sum(m["loss_learned"] < m["loss_true"] for m in short.values()))
+    return out
 
 
 def _variant_mean(results: dict[str, dict], variant: str) -> float | None:
