@@ -786,7 +786,7 @@ def colocalisation_key_numbers(root: Path | None = None) -> dict[str, str]:
         out[f"coloc_{k}_verdict"] = verdicts.get(v, "n/a")
         out[f"coloc_{k}_paper_missed"] = f"{100 - hi:g}" if lo == hi else f"{100 - hi:g}-{100 - lo:g}"
         s = colocalisation_summary(results, v)
-        out[f"coloc_{k}_other_seeds"] = ", ".join(f"{m:.1f}% (seed {seed})" for seed, m in others[v].items()) or "n/a"
+        out[f"coloc_{k}_other_seeds"] = ", ".join(f"{m:.1f}% (seed {seed})" for seed, m in others[v].items()) or "not run"
         if s is None:
             for key in ("mean", "missed", "range", "good", "bad", "zero"):
                 out[f"coloc_{k}_{key}"] = "n/a"
