@@ -594,6 +594,8 @@ def unfinished_runs(root: Path | None = None) -> list[dict]:
                 folder = base / name / profile / cell.id
                 seeds = [0] + sorted(int(p.name[4:]) for p in folder.glob("seed*") if re.fullmatch(r"seed\d+", p.name))
                 for seed in seeds:
+                    if not (run_dir_of(cell, profile, root, seed) / "checkpoint.pt").exists():
+                        continue  # no run here: skip cell_status, which would read the finished artifact's metrics
                     st = cell_status(cell, profile, root, seed)
                     if st["state"] != "running":
                         continue
