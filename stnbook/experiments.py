@@ -426,12 +426,17 @@ def run_cell(cell: Cell, profile: str | Profile = "smoke", seed: int = 0, device
     (:func:`verify_artifact`) and loaded, not retrained; a broken one is retrained, with a message naming the
     broken file. One made with other settings raises :class:`ArtifactConflict` naming the differences,
     unless ``force``, which retrains and replaces it. An interrupted run resumes from
-    ``<root>/runs/<experiment>/<profile>/<cell>/checkpoint.pt``. With ``stop_after_s`` the run stops
+    ``<root>/runs/<experiment>/<profile>/<cell>/checkpoint.pt``. A cell other cells need, asked for under a
+    profile with ``needs_profile``, is run (or loaded) under that profile. With ``stop_after_s`` the run stops
     after that many seconds of training, keeps its checkpoint and returns
     ``{"cell", "finished": False, "steps", "of"}`` (run the same command again to continue).
     """
     exp = get_experiment(cell.experiment)
     prof = get_profile(cell.experiment, profile)
+    if prof.needs_profile and any(cell.id in c.needs for c in get_cells(cell.experiment)):
+        # a cell the others need belongs to the profile they take it from: never trained twice under two names
+        return run_cell(cell, get_profile(cell.experiment, prof.needs_profile), seed, device, threads, progress, root,
+                        command, stop_after_s, force)
     out = artifact_dir(cell, prof.name, root, seed)
     done = out / "metrics.json"
     cfg = train_config(prof, seed, device, threads, progress and is_main_process(), cell.id)

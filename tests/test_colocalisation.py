@@ -420,3 +420,10 @@ def test_a_profile_can_use_another_profiles_encoder(tmp_path, monkeypatch):
     assert m["encoder_dir"] == str((tmp_path / "colocalisation" / "tiny-enc" / "mnist-cnn").resolve())
     assert (tmp_path / "colocalisation" / "tiny-enc" / "mnist-cnn" / "metrics.json").exists()
     assert not (tmp_path / "colocalisation" / "tiny-probs" / "mnist-cnn").exists()
+    # asked for by name (as a whole-experiment run does, the encoder being its first cell), the encoder is the
+    # other profile's: loaded there, not trained again under the problems' profile
+    enc_cell = next(c for c in get_cells("colocalisation") if c.id == "mnist-cnn")
+    again = run_cell(enc_cell, probs, device="cpu", progress=False, root=tmp_path)
+    assert again["profile"] == "tiny-enc" and again["steps"] == 5
+    assert not (tmp_path / "colocalisation" / "tiny-probs" / "mnist-cnn").exists()
+    assert not (tmp_path / "runs" / "colocalisation" / "tiny-probs" / "mnist-cnn").exists()
