@@ -427,3 +427,63 @@ def test_a_profile_can_use_another_profiles_encoder(tmp_path, monkeypatch):
     assert again["profile"] == "tiny-enc" and again["steps"] == 5
     assert not (tmp_path / "colocalisation" / "tiny-probs" / "mnist-cnn").exists()
     assert not (tmp_path / "runs" / "colocalisation" / "tiny-probs" / "mnist-cnn").exists()
+
+
+def test_class_readings_count_the_patches_and_true_crops_the_embedding_reads_as_the_problems_digit(monkeypatch):
+    """The random patches and true crops the CNN classifies as the problem's digit, on committed window-search
+    problems: an embedding that reads every crop as the digit gives 100%, one that reads none as it 0%."""
+    from stnbook.colocalisation import report as reports
+    from stnbook.colocalisation.experiment import CoLocaliser
+
+    real = reports.class_readings(cells=["T-0", "T-1"])
+    if not real:
+        pytest.skip("no committed window-search artifacts")
+    for cell, r in real.items():
+        assert 0 <= r["patches"] <= 100 and r["truth"] > 80, cell  # the CNN reads the true crops as the digit
+    assert real["T-1"]["patches"] > real["T-0"]["patches"]  # an empty patch is read as a one, not as a zero
+    assert reports.blank_class() in [str(d) for d in range(10)]
+
+    def reads_as(offset):
+        def embed(self, crops, normalize=True, kind=None):
+            return torch.nn.functional.one_hot(torch.full((len(crops),), (self.config.digit + offset) % 10), 10).float()
+        return embed
+
+    monkeypatch.setattr(CoLocaliser, "embed", reads_as(0))
+    assert all(r["patches"] == r["truth"] == 100.0 for r in reports.class_readings(cells=["T-0", "T-1"]).values())
+    monkeypatch.setattr(CoLocaliser, "embed", reads_as(1))
+    assert all(r["patches"] == r["truth"] == 0.0 for r in reports.class_readings(cells=["T-0", "T-1"]).values())
+    numbers = reports.reading_key_numbers(real, share=0.0)  # every problem counts as "high" at a 0% share
+    assert numbers["coloc_read_high"] == "2" and numbers["coloc_read_low"] == "0"
+
+
+def test_a_no_digit_class_trains_on_windows_that_miss_the_digit_and_the_problems_embed_with_its_11_logits(tmp_path,
+                                                                                                        monkeypatch):
+    from stnbook.colocalisation.experiment import COLOCALISATION, NO_DIGIT, NO_DIGIT_ENCODER, make_data
+
+    enc = Profile("tiny-nd-enc", steps=5, batch_size=32, lr=3e-3, train_size=5_000, test_size=100,
+                  model_overrides=NO_DIGIT_ENCODER)
+    probs = Profile("tiny-nd", steps=3, batch_size=32, lr=3e-3, train_size=5_000, test_size=100,
+                    model_overrides={"T-*": {"encoder_classes": NO_DIGIT + 1, "embedding": "logits"}},
+                    needs_profile="tiny-nd-enc")
+    monkeypatch.setitem(COLOCALISATION.profiles, "tiny-nd-enc", enc)
+    monkeypatch.setitem(COLOCALISATION.profiles, "tiny-nd", probs)
+    enc_cell = next(c for c in get_cells("colocalisation") if c.id == "mnist-cnn")
+    train, _ = make_data(enc_cell, enc, 0, torch.device("cpu"))
+    assert (train.labels < NO_DIGIT).sum() == 5_000 and (train.labels == NO_DIGIT).sum() > 1_000  # the digits and,
+    # beside them, the windows that miss them
+    plain, _ = make_data(enc_cell, get_profile_for_test("trained-encoder"), 0, torch.device("cpu"))
+    assert not (plain.labels == NO_DIGIT).any()  # ten classes: no such examples
+    cell = Cell("colocalisation", "T-3", "T", CoLocalisationConfig(digit=3), needs=("mnist-cnn",))
+    m = run_cell(cell, probs, device="cpu", progress=False, root=tmp_path)
+    assert m["model_config"]["encoder_classes"] == NO_DIGIT + 1
+    _, model, _ = load_cell(cell, "tiny-nd", root=tmp_path)
+    assert model.encoder.classifier[-1].out_features == NO_DIGIT + 1
+    assert model.embed(torch.rand(2, 1, 28, 28)).shape == (2, NO_DIGIT + 1)
+    with pytest.raises(ValueError, match="encoder_classes"):
+        CoLocalisationConfig(encoder_classes=12)
+
+
+def get_profile_for_test(name):
+    from stnbook.experiments import get_profile
+
+    return get_profile("colocalisation", name)

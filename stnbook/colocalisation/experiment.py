@@ -68,7 +68,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stnbook.experiments import Cell, Experiment, Profile, register
+from stnbook.experiments import Cell, Experiment, Profile, cell_model, register
 from stnbook.paths import load_mnist, results_dir
 from stnlib.data.distortions import DistortedMNIST, fixed_test_set
 from stnlib.data.pairs import (
@@ -77,12 +77,16 @@ from stnlib.data.pairs import (
     COLOCALISATION_SIZE,
     CoLocalisationBatches,
     colocalisation_set,
+    random_crops,
 )
+from stnlib.data.streams import register_stream, stream_generator, stream_seed
 from stnlib.geometry import box_iou, polygon_box, sampling_outline
 from stnlib.io import safe_torch_load
 from stnlib.models import ModelConfig, STClassifier, build_model
+from stnlib.sampler import bilinear_sample
 from stnlib.spatial_transformer import SpatialTransformer
 from stnlib.train import Callback, autocast, classification_loss
+from stnlib.transforms.attention import AttentionTransform
 
 EXPERIMENT = "colocalisation"
 ENCODER_CELL = "mnist-cnn"
@@ -91,6 +95,11 @@ DIGITS = tuple(range(10))
 VARIANTS = tuple(COLOCALISATION_CLUTTER)  # ("T", "TC")
 EMBEDDINGS = ("features", "logits")  # what e() is made of: see cnn_embedding
 IOU_THRESHOLD = 0.5
+NO_DIGIT = 10  # the label of the embedding CNN's extra class, where it has one (see background_crops)
+BACKGROUND_PER_CLASS = 300  # training canvases per digit class and variant the "no digit" crops are cut from
+BACKGROUND_WINDOWS = 4  # random windows per canvas
+BACKGROUND_IOU = 0.3  # a window counts as "no digit" when its IoU with the digit's box is below this
+register_stream("colocalisation.background", 23)
 RECORD_STEPS: tuple[int, ...] = (0,) + tuple(sorted({int(b * 2 ** k) for k in range(13) for b in (1, 1.5)}))
 """Steps after which theta of every image is recorded (log-spaced: fast early changes, slow late ones)."""
 
@@ -160,6 +169,23 @@ PROFILES["window-search"] = dataclasses.replace(
                 "the lowest hinge loss, the localisation net taught those windows (100 steps), then the hinge loss "
                 "(200 steps), the scale fixed at the digit's size")
 
+# The window-search profile with an embedding CNN that has an eleventh class, "no digit": trained (as the
+# trained-encoder profile's, 2,350 steps at batch 256) on MNIST's training digits and on digit-sized windows of
+# training canvases that miss the digit (background_crops). With ten classes the CNN must call an empty or cut-off
+# window some digit (an empty crop is read as a one), so for some classes the loss's random patches look like the
+# digit itself; the eleventh class gives them a place of their own. The objective is unchanged; e() is the 11 logits.
+NO_DIGIT_ENCODER = {ENCODER_CELL: {"num_classes": NO_DIGIT + 1}, "T-*": {"encoder_classes": NO_DIGIT + 1},
+                    "TC-*": {"encoder_classes": NO_DIGIT + 1}}
+PROFILES["no-digit-encoder"] = dataclasses.replace(
+    PROFILES["trained-encoder"], name="no-digit-encoder", model_overrides=NO_DIGIT_ENCODER,
+    description="the trained-encoder profile with an eleventh class in the embedding CNN, 'no digit', trained on "
+                "digit-sized windows of training canvases that miss the digit (IoU < 0.3)")
+NO_DIGIT_SEARCH = {**WINDOW_SEARCH, "encoder_classes": NO_DIGIT + 1}
+PROFILES["no-digit-search"] = dataclasses.replace(
+    PROFILES["window-search"], name="no-digit-search", model_overrides={"T-*": NO_DIGIT_SEARCH, "TC-*": NO_DIGIT_SEARCH},
+    needs_profile="no-digit-encoder",
+    description="the window-search profile with the no-digit-encoder profile's embedding CNN (ten digits and 'no "
+                "digit'; e() its 11 logits)")
 
 
 @dataclass
@@ -203,6 +229,9 @@ class CoLocalisationConfig:
             for the rest. 0: no search. The search minimises the same hinge loss, over a grid of windows instead of
             by gradient descent, and sees no box or label.
         search_step: spacing in canvas pixels of the search's grid of window centres.
+        encoder_classes: outputs of the embedding CNN: 10 (the digits) or 11, the eleventh a "no digit" class
+            trained on windows of training canvases that miss the digit (:func:`background_crops`, the
+            ``background-encoder`` profile).
     """
 
     digit: int = 0
@@ -223,8 +252,12 @@ class CoLocalisationConfig:
     fixed_scale: bool = False
     window_search: float = 0.0
     search_step: float = 2.0
+    encoder_classes: int = 10
 
     def __post_init__(self):
+        if self.encoder_classes not in (10, NO_DIGIT + 1):
+            raise ValueError(f"encoder_classes must be 10 (the digits) or {NO_DIGIT + 1} (and a 'no digit' class), "
+                             f"got {self.encoder_classes}")
         if not 0 <= self.window_search < 1 or self.search_step <= 0:
             raise ValueError(f"need 0 <= window_search < 1 (a fraction of the steps) and search_step > 0 (pixels), got "
                              f"{self.window_search} and {self.search_step}")
@@ -300,9 +333,10 @@ class CoLocalisationConfig:
         return cls(**d)
 
 
-def encoder_config(width: int = ENCODER_WIDTH) -> ModelConfig:
-    """The embedding network: the paper's CNN classifier on plain 28 x 28 MNIST."""
-    return ModelConfig("cnn", None, (28, 28), width=width)
+def encoder_config(width: int = ENCODER_WIDTH, num_classes: int = 10) -> ModelConfig:
+    """The embedding network: the paper's CNN classifier on plain 28 x 28 MNIST (``num_classes=11``: and a
+    "no digit" class, see :func:`background_crops`)."""
+    return ModelConfig("cnn", None, (28, 28), num_classes=num_classes, width=width)
 
 
 def localisation_net(canvas: int) -> nn.Sequential:
@@ -365,7 +399,7 @@ class CoLocaliser(nn.Module):
         super().__init__()
         self.config = config
         self.st = SpatialTransformer(localisation_net(config.canvas), "attention", out_size=config.out_size)
-        self.encoder = build_model(encoder_config(config.encoder_width))
+        self.encoder = build_model(encoder_config(config.encoder_width, config.encoder_classes))
         self.encoder.requires_grad_(False)
         self.curriculum_scale: float | None = None
         self.curriculum_embedding: str | None = None
@@ -593,12 +627,52 @@ def use_dependencies(config, folders: dict[str, Path]):
     return dataclasses.replace(config, encoder_dir=where)
 
 
+def background_crops(images: torch.Tensor, labels: torch.Tensor, seed: int, per_class: int = BACKGROUND_PER_CLASS,
+                     windows: int = BACKGROUND_WINDOWS, iou_below: float = BACKGROUND_IOU,
+                     canvas: int = COLOCALISATION_CANVAS, out_size: int = 28) -> torch.Tensor:
+    """The examples of the embedding CNN's "no digit" class: digit-sized windows of training canvases that miss
+    the digit, (M, 28, 28) uint8.
+
+    For every class and both variants (T, TC), ``per_class`` canvases made as the problems' are
+    (:func:`~stnlib.data.pairs.colocalisation_set`, from ``images``, the training split, clutter cut from them
+    too, placed by a stream of their own), and ``windows`` windows on each drawn as the loss draws its random
+    patches (:func:`~stnlib.data.pairs.random_crops`); kept are those whose IoU with the digit's box is below
+    ``iou_below``: empty background, clutter, or a digit cut off at the window's edge. No problem's image (the test
+    split) is used. The same ``seed`` gives the same crops.
+
+    Examples:
+        >>> imgs = torch.zeros(40, 28, 28, dtype=torch.uint8); imgs[:, 4:24, 12:16] = 255  # a bar for every digit
+        >>> crops = background_crops(imgs, torch.arange(40) % 10, seed=0, per_class=4, windows=2)
+        >>> crops.dtype, tuple(crops.shape[1:]), 0 < len(crops) <= 10 * 2 * 4 * 2
+        (torch.uint8, (28, 28), True)
+        >>> torch.equal(crops, background_crops(imgs, torch.arange(40) % 10, seed=0, per_class=4, windows=2))
+        True
+    """
+    transform = AttentionTransform()
+    out = []
+    for d in DIGITS:
+        for clutter in sorted(set(COLOCALISATION_CLUTTER.values())):
+            s = colocalisation_set(images, labels, d, clutter, clutter_pool=images, n=per_class, canvas=canvas,
+                                   seed=stream_seed(seed, "colocalisation.background"))
+            theta = random_crops(per_class * windows, stream_generator(seed, "colocalisation.background", d, clutter),
+                                 out_size / canvas)
+            box = s["box"].float().repeat_interleave(windows, 0)
+            keep = box_iou(predicted_boxes(theta, canvas), box) < iou_below
+            x = s["x"].repeat_interleave(windows, 0)[keep]
+            crops = bilinear_sample(x, transform.grid(theta[keep], (out_size, out_size)))
+            out.append((crops[:, 0] * 255).round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
 def make_data(cell: Cell, profile: Profile, seed: int, device: torch.device, root: Path | None = None):
     if cell.id == ENCODER_CELL or isinstance(cell.model, ModelConfig):
         x, y = load_mnist("train")
         tx, ty = load_mnist("test")
         if profile.train_size is not None:
             x, y = x[:profile.train_size], y[:profile.train_size]
+        if cell_model(cell, profile).num_classes == NO_DIGIT + 1:  # and the "no digit" crops, labelled 10
+            bg = background_crops(x, y, seed)
+            x, y = torch.cat([x, bg]), torch.cat([y, torch.full((len(bg),), NO_DIGIT, dtype=y.dtype)])
         n = profile.test_size
         return (DistortedMNIST("none", x, y, profile.batch_size, seed=seed, device=device),
                 fixed_test_set("none", tx, ty, n=n))

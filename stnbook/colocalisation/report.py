@@ -388,7 +388,10 @@ FIXED = "fixed-scale"  # the search profile with the window's scale kept at the 
 WIDE = "wide-search"  # the fixed-scale profile with a search twice as wide
 TRAINED_FIXED = "trained-fixed"  # the fixed-scale profile with a well-trained encoder (about 1% error)
 WINDOW_SEARCH = "window-search"  # the windows found by search first, taught to the net, then the hinge loss
-PROFILE_KEYS = {TWO_STAGE: "ts", SEARCH: "se", FIXED: "fx", WIDE: "ws", TRAINED_FIXED: "tf", WINDOW_SEARCH: "wsr"}
+NO_DIGIT_SEARCH = "no-digit-search"  # the window-search profile with an embedding CNN that has a "no digit" class
+NO_DIGIT_ENCODER = "no-digit-encoder"  # the profile of that CNN
+PROFILE_KEYS = {TWO_STAGE: "ts", SEARCH: "se", FIXED: "fx", WIDE: "ws", TRAINED_FIXED: "tf", WINDOW_SEARCH: "wsr",
+                NO_DIGIT_SEARCH: "nd"}
 """The method profiles the chapter compares and the short names of their glue keys (``coloc_<short>_*``)."""
 
 
@@ -422,6 +425,56 @@ def window_columns() -> dict[str, dict[str, dict]]:
     return cols
 
 
+def no_digit_columns() -> dict[str, dict[str, dict]]:
+    """The columns of the no-digit comparison: seed 0 of the window-search profile and every seed of the
+    no-digit-search profile."""
+    cols = {f"{WINDOW_SEARCH}, seed 0": r} if (r := load_results(EXPERIMENT, WINDOW_SEARCH)) else {}
+    return {**cols, **profile_columns(NO_DIGIT_SEARCH)}
+
+
+def no_digit_encoder_key_numbers(seeds=SEEDS) -> dict[str, str]:
+    """The no-digit embedding CNNs' numbers (keys ``coloc_ndenc_*``): % MNIST test error per seed that has one
+    (``_errors``), its training steps and batch, and how many "no digit" windows it was trained on (``_crops``,
+    from :func:`~stnbook.colocalisation.experiment.background_crops` of the training split, the first seed's)."""
+    from stnbook.colocalisation.experiment import background_crops
+    from stnbook.paths import load_mnist
+
+    encs = {s: m for s in seeds if (m := load_results(EXPERIMENT, NO_DIGIT_ENCODER, seed=s).get(ENCODER_CELL))}
+    if not encs:
+        return {f"coloc_ndenc_{k}": "n/a" for k in ("errors", "steps", "batch", "crops")}
+    first = min(encs)
+    return {"coloc_ndenc_errors": ", ".join(f"{m['test_error']:.2f}% (seed {s})" for s, m in encs.items()),
+            "coloc_ndenc_steps": f"{encs[first]['steps']:,}", "coloc_ndenc_batch": str(encs[first]["batch_size"]),
+            "coloc_ndenc_crops": f"{len(background_crops(*load_mnist('train'), seed=first)):,}"}
+
+
+def seeds_text(columns: dict[str, dict[str, dict]], profile: str) -> str:
+    """A sentence on every seed of ``profile`` in ``columns`` (:func:`seed_key_numbers`): the mean % localised of
+    each seed, the problems that localise every image or 75%, and the classes short of 75% in every seed or in
+    some; with fewer than two seeds, which seeds have artifacts.
+
+    Examples:
+        >>> cols = {"p, seed 0": {"T-1": {"success": 100.0}, "TC-1": {"success": 80.0}},
+        ...         "p, seed 1": {"T-1": {"success": 99.0}, "TC-1": {"success": 70.0}}}
+        >>> print(seeds_text(cols, "p"))  # doctest: +NORMALIZE_WHITESPACE
+        Over 2 seeds, each with its own embedding CNN, the mean % localised is 100.0% (seed 0), 99.0% (seed 1) on
+        the plain canvases and 80.0% (seed 0), 70.0% (seed 1) on the cluttered ones; 1 of 2 plain-canvas runs
+        localise every image, 2 of 2 reach 75%, and 1 of 2 cluttered runs reach 75%. Short of 75% in every seed:
+        none (T), none (TC); in some seeds: none (T), TC-1 (seed 1) (TC).
+        >>> seeds_text({"p, seed 0": {}}, "p")
+        'Only seed 0 has been run.'
+    """
+    k = seed_key_numbers(columns, profile, "s")
+    seeds = sorted(int(label.rsplit(" ", 1)[1]) for label in columns if label.startswith(f"{profile}, seed "))
+    if len(seeds) < 2:
+        return f"Only seed {seeds[0]} has been run." if seeds else "No seed has been run."
+    return (f"Over {len(seeds)} seeds, each with its own embedding CNN, the mean % localised is {k['s_t_means']} on the "
+            f"plain canvases and {k['s_tc_means']} on the cluttered ones; {k['s_t_all']} plain-canvas runs localise "
+            f"every image, {k['s_t_target']} reach 75%, and "
+            f"{k['s_tc_target']} cluttered runs reach 75%. Short of 75% in every seed: {k['s_t_short_always']} (T), "
+            f"{k['s_tc_short_always']} (TC); in some seeds: {k['s_t_short_some']} (T), {k['s_tc_short_some']} (TC).")
+
+
 def window_key_numbers(results: dict[str, dict], prefix: str = "coloc_wsr", target: float = 75.0) -> dict[str, str]:
     """Numbers for the window-search text (keys ``<prefix>_*``): per variant the problems run (``<v>_n``), those
     with every image localised (``<v>_all``), those at ``target`` % or more (``<v>_target``, the paper's lowest TC
@@ -447,6 +500,46 @@ def window_key_numbers(results: dict[str, dict], prefix: str = "coloc_wsr", targ
         out[f"{k}_target"] = str(len(got) - len(short))
         out[f"{k}_short"] = ", ".join(f"{v}-{d} ({m['success']:.0f}%)" for d, m in short.items()) or "none"
         out[f"{k}_short_objective"] = str(sum(m["loss_learned"] < m["loss_true"] for m in short.values()))
+    return out
+
+
+def seed_key_numbers(columns: dict[str, dict[str, dict]], profile: str, prefix: str, target: float = 75.0) -> dict[str, str]:
+    """Numbers for the text on every seed of ``profile`` (columns labelled ``"<profile>, seed <k>"``, as
+    :func:`profile_columns` makes them; keys ``<prefix>_*``): the seeds run (``_seeds``), per variant the mean %
+    localised of each seed (``<v>_means``), the problems over all seeds that localise every image (``<v>_all``) and
+    ``target`` % or more (``<v>_target``, "k of n"), and the classes short of ``target`` in every seed
+    (``<v>_short_always``, or "none") and in some seeds only (``<v>_short_some``).
+
+    Examples:
+        >>> cols = {"ws, seed 0": {"TC-1": {"success": 40.0}, "TC-2": {"success": 90.0}, "T-1": {"success": 100.0}},
+        ...         "ws, seed 1": {"TC-1": {"success": 50.0}, "TC-2": {"success": 70.0}, "T-1": {"success": 99.0}},
+        ...         "other, seed 0": {"TC-1": {"success": 100.0}}}
+        >>> k = seed_key_numbers(cols, "ws", "p")
+        >>> k["p_seeds"], k["p_tc_means"], k["p_tc_target"], k["p_tc_short_always"], k["p_tc_short_some"]
+        ('2', '65.0% (seed 0), 60.0% (seed 1)', '1 of 4', 'TC-1', 'TC-2 (seed 1)')
+        >>> k["p_t_all"], k["p_t_target"]
+        ('1 of 2', '2 of 2')
+    """
+    seeds = {int(label.rsplit(" ", 1)[1]): r for label, r in columns.items() if label.startswith(f"{profile}, seed ")}
+    out = {f"{prefix}_seeds": str(len(seeds))}
+    for v in VARIANTS:
+        k = f"{prefix}_{v.lower()}"
+        means = [(s, _variant_mean(r, v)) for s, r in sorted(seeds.items())]
+        out[f"{k}_means"] = ", ".join(f"{m:.1f}% (seed {s})" for s, m in means if m is not None) or "n/a"
+        got = [(s, d, r[cell_id(v, d)]["success"]) for s, r in sorted(seeds.items()) for d in DIGITS
+               if cell_id(v, d) in r]
+        out[f"{k}_all"] = f"{sum(x >= 100.0 for _, _, x in got)} of {len(got)}"
+        out[f"{k}_target"] = f"{sum(x >= target for _, _, x in got)} of {len(got)}"
+        always, some = [], []
+        for d in DIGITS:
+            short = [s for s, dd, x in got if dd == d and x < target]
+            runs = [s for s, dd, _ in got if dd == d]
+            if short and len(short) == len(runs):
+                always.append(cell_id(v, d))
+            elif short:
+                some.append(f"{cell_id(v, d)} (seed {', '.join(map(str, short))})")
+        out[f"{k}_short_always"] = ", ".join(always) or "none"
+        out[f"{k}_short_some"] = ", ".join(some) or "none"
     return out
 
 
@@ -541,6 +634,94 @@ def _analyses(profile: str, seeds, keep):
                 folder = artifact_dir(get_cells(EXPERIMENT, [c])[0], profile, seed=seed)
                 verify_artifact(folder, metrics)
                 yield c, metrics, safe_torch_load(folder / "analysis.pt")
+
+
+def class_readings(profile: str = WINDOW_SEARCH, seed: int = 0, cells=None, draws: int = 8) -> dict[str, dict[str, float]]:
+    """How each problem's own embedding CNN reads the crops the loss compares: per committed problem of ``profile``
+    (``cells``: those only), the % of its random patches (the hinge's negatives, ``draws`` sets drawn as in
+    training, :func:`~stnbook.colocalisation.experiment.loss_at`'s) that the CNN classifies as the problem's digit
+    (``patches``), the same for the crops at the true boxes (``truth``), the % of images localised (``success``),
+    and where the CNN has a "no digit" class, the % of random patches it puts there (``no_digit``; else None). A
+    class the CNN also reads in the random patches has negatives that look like its positives."""
+    from stnbook.colocalisation.experiment import NO_DIGIT
+    from stnbook.experiments import get_cells, load_cell
+    from stnlib.data.pairs import CoLocalisationBatches
+
+    out = {}
+    for c, metrics in load_results(EXPERIMENT, profile, seed=seed).items():
+        if c == ENCODER_CELL or (cells is not None and c not in cells):
+            continue
+        _, model, _ = load_cell(get_cells(EXPERIMENT, [c])[0], profile, seed=seed)
+        data = problem(model.config)
+        x, digit = data["x"], model.config.digit
+        batches = CoLocalisationBatches(x, seed=0)
+        with torch.no_grad():
+            def read(theta):
+                return model.embed(model.st.sample(x, theta), normalize=False, kind="logits").argmax(1)
+            patches = torch.cat([read(batches.batch(k)[1]) for k in range(draws)])
+            truth = read(true_theta(data["box"]))
+        out[c] = {"patches": 100.0 * (patches == digit).float().mean().item(),
+                  "truth": 100.0 * (truth == digit).float().mean().item(), "success": metrics["success"],
+                  "no_digit": 100.0 * (patches == NO_DIGIT).float().mean().item()
+                  if model.config.encoder_classes > NO_DIGIT else None}
+    return out
+
+
+def blank_class(profile: str = WINDOW_SEARCH, seed: int = 0) -> str:
+    """The digit the embedding CNN of ``profile``'s problems (``seed``) reads in an empty crop (the T-0
+    artifact's copy of it), or "n/a" without artifacts."""
+    from stnbook.experiments import get_cells, load_cell
+
+    try:
+        _, model, _ = load_cell(get_cells(EXPERIMENT, [cell_id("T", 0)])[0], profile, seed=seed)
+    except FileNotFoundError:
+        return "n/a"
+    with torch.no_grad():
+        blank = torch.zeros(1, 1, model.config.out_size, model.config.out_size)
+        return str(int(model.embed(blank, normalize=False, kind="logits").argmax()))
+
+
+def readings_html(readings: dict[str, dict[str, float]]) -> str:
+    """:func:`class_readings` as a table, T then TC, one row per problem (with the "no digit" share where the CNN
+    has that class)."""
+    no_digit = any(r.get("no_digit") is not None for r in readings.values())
+    rows = [[c, f"{r['success']:.0f}", f"{r['patches']:.0f}", f"{r['truth']:.0f}"]
+            + ([f"{r['no_digit']:.0f}"] if no_digit else [])
+            for v in VARIANTS for d in DIGITS if (r := readings.get(c := cell_id(v, d)))]
+    return html_table(["problem", "% localised", "% of random patches read as the digit",
+                       "% of true crops read as the digit"]
+                      + (["% of random patches read as no digit"] if no_digit else []), rows, row_headers=True)
+
+
+def reading_key_numbers(readings: dict[str, dict[str, float]], prefix: str = "coloc_read", share: float = 10.0,
+                        target: float = 75.0) -> dict[str, str]:
+    """Numbers for the text on :func:`class_readings` (keys ``<prefix>_*``): the problems whose random patches the
+    CNN reads as their digit at least ``share`` % of the time (``_high``: "k", ``_high_names`` with the share),
+    how many of them localise fewer than ``target`` % of their images (``_high_short``), the same for the other
+    problems (``_low``, ``_low_short``), the largest share (``_max``, with its problem ``_max_cell``), and the mean %
+    of random patches read as "no digit" (``_no_digit``; "n/a" for a CNN without that class).
+
+    Examples:
+        >>> r = {"T-1": {"patches": 86.0, "truth": 100.0, "success": 38.0},
+        ...      "T-2": {"patches": 11.0, "truth": 98.0, "success": 90.0},
+        ...      "T-3": {"patches": 4.0, "truth": 99.0, "success": 100.0}}
+        >>> k = reading_key_numbers(r)
+        >>> k["coloc_read_high"], k["coloc_read_high_short"], k["coloc_read_low"], k["coloc_read_low_short"]
+        ('2', '1', '1', '0')
+        >>> k["coloc_read_high_names"], k["coloc_read_max"], k["coloc_read_max_cell"]
+        ('T-1 (86%), T-2 (11%)', '86', 'T-1')
+    """
+    high = {c: r for c, r in readings.items() if r["patches"] >= share}
+    low = {c: r for c, r in readings.items() if r["patches"] < share}
+    top = max(readings, key=lambda c: readings[c]["patches"]) if readings else None
+    nd = [r["no_digit"] for r in readings.values() if r.get("no_digit") is not None]
+    return {f"{prefix}_high": str(len(high)),
+            f"{prefix}_high_names": ", ".join(f"{c} ({r['patches']:.0f}%)" for c, r in high.items()) or "none",
+            f"{prefix}_high_short": str(sum(r["success"] < target for r in high.values())),
+            f"{prefix}_low": str(len(low)), f"{prefix}_low_short": str(sum(r["success"] < target for r in low.values())),
+            f"{prefix}_max": "n/a" if top is None else f"{readings[top]['patches']:.0f}",
+            f"{prefix}_max_cell": top or "n/a",
+            f"{prefix}_no_digit": "n/a" if not nd else f"{sum(nd) / len(nd):.0f}"}
 
 
 def search_moves(seeds=SEEDS, min_px: float = 3.0) -> dict[str, str]:
@@ -743,7 +924,9 @@ __all__ = ["FAILED", "LANDSCAPE_OFFSETS", "OFF_CENTRE_PX", "PAPER_SUCCESS", "SEE
            "chapter_results", "columns_html", "embedding_scale_html", "encoder_key_numbers", "figure_found", "figure_trajectory",
            "full_results", "landscape_key_numbers", "method_columns", "method_key_numbers", "landscapes", "loss_html", "loss_key_numbers", "offset_key_numbers",
            "offset_summary", "offsets", "offsets_html", "plot_found", "plot_landscapes", "plot_offset_history",
-           "plot_problems", "plot_trajectory", "provenance", "seed_results", "seeds_html", "showcase_cells",
+           "plot_problems", "plot_trajectory", "provenance", "seed_key_numbers", "seed_results", "seeds_html", "showcase_cells",
            "success_html", "success_key_numbers", "SEARCH", "search_moves", "search_vs_two_stage", "TWO_STAGE",
            "FIXED", "WIDE", "TRAINED_FIXED", "PROFILE_KEYS", "profile_columns", "scale_columns", "profile_vs", "side_key_numbers",
-           "failure_causes", "missed_truths"]
+           "failure_causes", "missed_truths", "WINDOW_SEARCH", "window_columns", "window_key_numbers", "class_readings", "blank_class", "NO_DIGIT_SEARCH",
+           "NO_DIGIT_ENCODER", "no_digit_columns", "no_digit_encoder_key_numbers", "seeds_text",
+           "readings_html", "reading_key_numbers"]
