@@ -14,7 +14,7 @@ from stnbook.colocalisation.experiment import (
     triplet_hinge_loss,
     true_theta,
 )
-from stnbook.experiments import Cell, Profile, get_cells, load_cell, run_cell
+from stnbook.experiments import Cell, Profile, get_cells, get_profile, load_cell, run_cell
 from stnbook.paths import results_dir
 from stnlib.data.pairs import CoLocalisationBatches, colocalisation_set, random_crops
 
@@ -458,7 +458,13 @@ def test_class_readings_count_the_patches_and_true_crops_the_embedding_reads_as_
 
 def test_a_no_digit_class_trains_on_windows_that_miss_the_digit_and_the_problems_embed_with_its_11_logits(tmp_path,
                                                                                                         monkeypatch):
-    from stnbook.colocalisation.experiment import COLOCALISATION, NO_DIGIT, NO_DIGIT_ENCODER, make_data
+    from stnbook.colocalisation.experiment import (
+        COLOCALISATION,
+        NO_DIGIT,
+        NO_DIGIT_ENCODER,
+        background_crops,
+        make_data,
+    )
 
     enc = Profile("tiny-nd-enc", steps=5, batch_size=32, lr=3e-3, train_size=5_000, test_size=100,
                   model_overrides=NO_DIGIT_ENCODER)
@@ -471,7 +477,7 @@ def test_a_no_digit_class_trains_on_windows_that_miss_the_digit_and_the_problems
     train, _ = make_data(enc_cell, enc, 0, torch.device("cpu"))
     assert (train.labels < NO_DIGIT).sum() == 5_000 and (train.labels == NO_DIGIT).sum() > 1_000  # the digits and,
     # beside them, the windows that miss them
-    plain, _ = make_data(enc_cell, get_profile_for_test("trained-encoder"), 0, torch.device("cpu"))
+    plain, _ = make_data(enc_cell, get_profile("colocalisation", "trained-encoder"), 0, torch.device("cpu"))
     assert not (plain.labels == NO_DIGIT).any()  # ten classes: no such examples
     cell = Cell("colocalisation", "T-3", "T", CoLocalisationConfig(digit=3), needs=("mnist-cnn",))
     m = run_cell(cell, probs, device="cpu", progress=False, root=tmp_path)
@@ -482,8 +488,6 @@ def test_a_no_digit_class_trains_on_windows_that_miss_the_digit_and_the_problems
     with pytest.raises(ValueError, match="encoder_classes"):
         CoLocalisationConfig(encoder_classes=12)
 
-
-def get_profile_for_test(name):
-    from stnbook.experiments import get_profile
-
-    return get_profile("colocalisation", name)
+    x, y = train.images[:5_000], train.labels[:5_000]  # the windows are kept by their IoU with the digit's box
+    assert len(background_crops(x, y, 0, per_class=5, windows=3, iou_below=1.01)) == 10 * 2 * 5 * 3
+    assert len(background_crops(x, y, 0, per_class=5, windows=3, iou_below=0.0)) == 0

@@ -248,6 +248,7 @@ def test_colocalisation_row_shows_the_best_complete_profile(fake_results):
     assert t.ours_value == 50.0 and "two embeddings" in t.ours
     k = glance.colocalisation_key_numbers(fake_results)
     assert (k["coloc_t_mean"], k["coloc_tc_mean"], k["coloc_profile"]) == ("50.0", "80.0", "two-stage")
+    assert k["coloc_t_missed"] == "50.0"  # one decimal: a class missing 1 image in 200 must not read as 0
     assert "two embeddings" in k["coloc_changes"] and set(glance.COLOC_CHANGES) == set(glance.COLOC_PROFILES)
 
 

@@ -186,6 +186,15 @@ PROFILES["no-digit-search"] = dataclasses.replace(
     needs_profile="no-digit-encoder",
     description="the window-search profile with the no-digit-encoder profile's embedding CNN (ten digits and 'no "
                 "digit'; e() its 11 logits)")
+# The no-digit-search profile trained twice as long, half of it taught the searched windows (300 of 600 steps, then
+# the hinge loss): after 100 steps of being taught, the small localisation net still misses a few of the windows the
+# search found (1-2 images in most problems)
+NO_DIGIT_LONG = {**NO_DIGIT_SEARCH, "window_search": 0.5}
+PROFILES["no-digit-long"] = dataclasses.replace(
+    PROFILES["no-digit-search"], name="no-digit-long", model_overrides={"T-*": NO_DIGIT_LONG, "TC-*": NO_DIGIT_LONG},
+    cell_overrides={ENCODER_CELL: {"steps": 2_350}, "T-*": {"steps": 600}, "TC-*": {"steps": 600}},
+    description="the no-digit-search profile with 600 steps a problem, the first 300 teaching the localisation net "
+                "the searched windows, then the hinge loss")
 
 
 @dataclass
@@ -231,7 +240,7 @@ class CoLocalisationConfig:
         search_step: spacing in canvas pixels of the search's grid of window centres.
         encoder_classes: outputs of the embedding CNN: 10 (the digits) or 11, the eleventh a "no digit" class
             trained on windows of training canvases that miss the digit (:func:`background_crops`, the
-            ``background-encoder`` profile).
+            ``no-digit-encoder`` profile).
     """
 
     digit: int = 0

@@ -390,8 +390,9 @@ TRAINED_FIXED = "trained-fixed"  # the fixed-scale profile with a well-trained e
 WINDOW_SEARCH = "window-search"  # the windows found by search first, taught to the net, then the hinge loss
 NO_DIGIT_SEARCH = "no-digit-search"  # the window-search profile with an embedding CNN that has a "no digit" class
 NO_DIGIT_ENCODER = "no-digit-encoder"  # the profile of that CNN
+NO_DIGIT_LONG = "no-digit-long"  # the no-digit-search profile taught the windows for 300 of 600 steps
 PROFILE_KEYS = {TWO_STAGE: "ts", SEARCH: "se", FIXED: "fx", WIDE: "ws", TRAINED_FIXED: "tf", WINDOW_SEARCH: "wsr",
-                NO_DIGIT_SEARCH: "nd"}
+                NO_DIGIT_SEARCH: "nd", NO_DIGIT_LONG: "ndl"}
 """The method profiles the chapter compares and the short names of their glue keys (``coloc_<short>_*``)."""
 
 
@@ -426,10 +427,13 @@ def window_columns() -> dict[str, dict[str, dict]]:
 
 
 def no_digit_columns() -> dict[str, dict[str, dict]]:
-    """The columns of the no-digit comparison: seed 0 of the window-search profile and every seed of the
-    no-digit-search profile."""
-    cols = {f"{WINDOW_SEARCH}, seed 0": r} if (r := load_results(EXPERIMENT, WINDOW_SEARCH)) else {}
-    return {**cols, **profile_columns(NO_DIGIT_SEARCH)}
+    """The columns of the no-digit comparison: seed 0 of the window-search and no-digit-search profiles and every
+    seed of the no-digit-long profile."""
+    cols = {}
+    for prof in (WINDOW_SEARCH, NO_DIGIT_SEARCH):
+        if results := load_results(EXPERIMENT, prof):
+            cols[f"{prof}, seed 0"] = results
+    return {**cols, **profile_columns(NO_DIGIT_LONG)}
 
 
 def no_digit_encoder_key_numbers(seeds=SEEDS) -> dict[str, str]:
@@ -664,6 +668,43 @@ def class_readings(profile: str = WINDOW_SEARCH, seed: int = 0, cells=None, draw
                   "truth": 100.0 * (truth == digit).float().mean().item(), "success": metrics["success"],
                   "no_digit": 100.0 * (patches == NO_DIGIT).float().mean().item()
                   if model.config.encoder_classes > NO_DIGIT else None}
+    return out
+
+
+def search_success(profile: str = NO_DIGIT_SEARCH, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Per committed problem of a window-search ``profile`` (``seed``): the % of images the search's own windows
+    localise (``search``, the windows the localisation net is taught, at the digit's size) and the % the trained
+    transformer localises (``final``)."""
+    from stnbook.experiments import get_cells, load_cell
+
+    out = {}
+    for c, metrics in load_results(EXPERIMENT, profile, seed=seed).items():
+        if c == ENCODER_CELL:
+            continue
+        _, model, analysis = load_cell(get_cells(EXPERIMENT, [c])[0], profile, seed=seed)
+        if not hasattr(model, "search_centres"):
+            raise ValueError(f"profile {profile!r} has no window search")
+        theta = torch.cat([torch.full((len(model.search_centres), 1), model.config.final_scale), model.search_centres], 1)
+        out[c] = {"search": localisation_scores(theta, analysis["box"])["success"], "final": metrics["success"]}
+    return out
+
+
+def search_key_numbers(found: dict[str, dict[str, float]], prefix: str = "coloc_ndsearch") -> dict[str, str]:
+    """Numbers for the text on :func:`search_success` (keys ``<prefix>_*``): per variant the problems whose searched
+    windows localise every image (``<v>_all``, "k of n") and those the trained transformer localises every image of
+    (``<v>_final_all``), and over every problem the images the transformer loses against the search (``_lost``).
+
+    Examples:
+        >>> k = search_key_numbers({"T-0": {"search": 100.0, "final": 99.0}, "TC-0": {"search": 99.0, "final": 99.0}})
+        >>> k["coloc_ndsearch_t_all"], k["coloc_ndsearch_t_final_all"], k["coloc_ndsearch_tc_all"], k["coloc_ndsearch_lost"]
+        ('1 of 1', '0 of 1', '0 of 1', '1')
+    """
+    out = {}
+    for v in VARIANTS:
+        got = [r for c, r in found.items() if c.startswith(f"{v}-")]
+        out[f"{prefix}_{v.lower()}_all"] = f"{sum(r['search'] >= 100.0 for r in got)} of {len(got)}"
+        out[f"{prefix}_{v.lower()}_final_all"] = f"{sum(r['final'] >= 100.0 for r in got)} of {len(got)}"
+    out[f"{prefix}_lost"] = str(round(sum(max(r["search"] - r["final"], 0.0) for r in found.values())))  # 1% = 1 image
     return out
 
 
@@ -928,5 +969,6 @@ __all__ = ["FAILED", "LANDSCAPE_OFFSETS", "OFF_CENTRE_PX", "PAPER_SUCCESS", "SEE
            "success_html", "success_key_numbers", "SEARCH", "search_moves", "search_vs_two_stage", "TWO_STAGE",
            "FIXED", "WIDE", "TRAINED_FIXED", "PROFILE_KEYS", "profile_columns", "scale_columns", "profile_vs", "side_key_numbers",
            "failure_causes", "missed_truths", "WINDOW_SEARCH", "window_columns", "window_key_numbers", "class_readings", "blank_class", "NO_DIGIT_SEARCH",
-           "NO_DIGIT_ENCODER", "no_digit_columns", "no_digit_encoder_key_numbers", "seeds_text",
+           "NO_DIGIT_ENCODER", "NO_DIGIT_LONG", "no_digit_columns", "no_digit_encoder_key_numbers", "seeds_text",
+           "search_success", "search_key_numbers",
            "readings_html", "reading_key_numbers"]
