@@ -227,7 +227,7 @@ def plot_box_mapping(task: str = "RTS", scale: float = 0.5, shift: tuple[float, 
     return fig
 
 
-def plot_sampled_regions(profile: str, task: str = "RTS", n: int = 6):
+def plot_sampled_regions(profile: str, task: str = "RTS", n: int = 5):
     """One row per transformer model: test images of ``task`` with the region each of its transformers samples
     mapped back onto the input (:meth:`~stnlib.models_depth.DepthSTClassifier.input_outline`; a feature-map
     transformer's outline joins the centres of the input pixels its sampling points sit over, its receptive field
