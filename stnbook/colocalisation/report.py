@@ -469,7 +469,7 @@ def seeds_text(columns: dict[str, dict[str, dict]], profile: str) -> str:
         'Only seed 0 has been run.'
     """
     k = seed_key_numbers(columns, profile, "s")
-    seeds = sorted(int(label.rsplit(" ", 1)[1]) for label in columns if label.startswith(f"{profile}, seed "))
+    seeds = sorted(seed_columns(columns, profile))
     if len(seeds) < 2:
         return f"Only seed {seeds[0]} has been run." if seeds else "No seed has been run."
     return (f"Over {len(seeds)} seeds, each with its own embedding CNN, the mean % localised is {k['s_t_means']} on the "
@@ -507,6 +507,11 @@ def window_key_numbers(results: dict[str, dict], prefix: str = "coloc_wsr", targ
     return out
 
 
+def seed_columns(columns: dict[str, dict[str, dict]], profile: str) -> dict[int, dict[str, dict]]:
+    """The columns of ``profile`` (labelled ``"<profile>, seed <k>"``, as :func:`profile_columns` makes them), by seed."""
+    return {int(label.rsplit(" ", 1)[1]): r for label, r in columns.items() if label.startswith(f"{profile}, seed ")}
+
+
 def seed_key_numbers(columns: dict[str, dict[str, dict]], profile: str, prefix: str, target: float = 75.0) -> dict[str, str]:
     """Numbers for the text on every seed of ``profile`` (columns labelled ``"<profile>, seed <k>"``, as
     :func:`profile_columns` makes them; keys ``<prefix>_*``): the seeds run (``_seeds``), per variant the mean %
@@ -524,7 +529,7 @@ def seed_key_numbers(columns: dict[str, dict[str, dict]], profile: str, prefix: 
         >>> k["p_t_all"], k["p_t_target"]
         ('1 of 2', '2 of 2')
     """
-    seeds = {int(label.rsplit(" ", 1)[1]): r for label, r in columns.items() if label.startswith(f"{profile}, seed ")}
+    seeds = seed_columns(columns, profile)
     out = {f"{prefix}_seeds": str(len(seeds))}
     for v in VARIANTS:
         k = f"{prefix}_{v.lower()}"
@@ -573,7 +578,7 @@ def method_key_numbers(columns: dict[str, dict[str, dict]]) -> dict[str, str]:
     for v in VARIANTS:
         out[f"coloc_feat_{v.lower()}_mean"] = fmt(_variant_mean(feat, v))
     for prof, key in PROFILE_KEYS.items():
-        seeds = {int(label.rsplit(" ", 1)[1]): r for label, r in columns.items() if label.startswith(f"{prof}, seed ")}
+        seeds = seed_columns(columns, prof)
         out[f"coloc_{key}_seeds_n"] = str(len(seeds))
         for v in VARIANTS:
             k = v.lower()
@@ -965,7 +970,7 @@ __all__ = ["FAILED", "LANDSCAPE_OFFSETS", "OFF_CENTRE_PX", "PAPER_SUCCESS", "SEE
            "chapter_results", "columns_html", "embedding_scale_html", "encoder_key_numbers", "figure_found", "figure_trajectory",
            "full_results", "landscape_key_numbers", "method_columns", "method_key_numbers", "landscapes", "loss_html", "loss_key_numbers", "offset_key_numbers",
            "offset_summary", "offsets", "offsets_html", "plot_found", "plot_landscapes", "plot_offset_history",
-           "plot_problems", "plot_trajectory", "provenance", "seed_key_numbers", "seed_results", "seeds_html", "showcase_cells",
+           "plot_problems", "plot_trajectory", "provenance", "seed_columns", "seed_key_numbers", "seed_results", "seeds_html", "showcase_cells",
            "success_html", "success_key_numbers", "SEARCH", "search_moves", "search_vs_two_stage", "TWO_STAGE",
            "FIXED", "WIDE", "TRAINED_FIXED", "PROFILE_KEYS", "profile_columns", "scale_columns", "profile_vs", "side_key_numbers",
            "failure_causes", "missed_truths", "WINDOW_SEARCH", "window_columns", "window_key_numbers", "class_readings", "blank_class", "NO_DIGIT_SEARCH",
