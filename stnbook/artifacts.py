@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
 
@@ -158,3 +158,68 @@ def plot_eval_curves(runs: dict[str, dict], paper: dict[str, float | None], name
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def compute_where(m: dict) -> str:
+    """Where a run's steps were trained, from its compute segments: "60,000 steps on Intel Xeon" or, for a run
+    continued on other hardware, each device's share ("44k on NVIDIA H200, 16k on Intel Xeon").
+
+    Examples:
+        >>> cpu = {"device": "cpu", "cpu_model": "Intel(R) Xeon(R) Processor"}
+        >>> gpu = {"device": "cuda:0", "cuda_device": "NVIDIA H200"}
+        >>> compute_where({"steps": 60000, "segments": [{"from_step": 0, "to_step": 60000, "hardware": cpu}]})
+        '60,000 steps on Intel Xeon'
+        >>> compute_where({"steps": 60000, "segments": [{"from_step": 0, "to_step": 44000, "hardware": gpu},
+        ...                {"from_step": 44000, "to_step": 60000, "hardware": cpu}]})
+        '44k steps on NVIDIA H200, 16k on Intel Xeon'
+    """
+    shares: dict[str, int] = {}
+    for sg in m.get("segments") or []:
+        hw = sg.get("hardware") or {}
+        where = hw.get("cuda_device") or (hw.get("cpu_model") or "?").replace("(R)", "").replace(" Processor", "")
+        shares[where] = shares.get(where, 0) + sg["to_step"] - sg["from_step"]
+    if not shares:
+        return "" if m.get("steps") is None else f"{m['steps']:,} steps"
+    if len(shares) == 1:
+        where, n = next(iter(shares.items()))
+        return f"{n:,} steps on {where}"
+    parts = [f"{n / 1000:.0f}k" + (" steps" if k == 0 else "") + f" on {w}" for k, (w, n) in enumerate(shares.items())]
+    return ", ".join(parts)
+
+
+def seed_rows(by_seed: dict[int, dict[str, dict]], cells: Sequence[str], paper: dict[str, float | None]) -> list[dict]:
+    """Per cell: the paper's error (from ``paper``), ours per finished seed (``errors``: {seed: %}), their mean,
+    sample standard deviation (``std``, None under 2 seeds), min and max, and where each seed's run was trained
+    (``where``).
+
+    Examples:
+        >>> rows = seed_rows({0: {"R-cnn": {"test_error": 1.0, "steps": 10}}, 1: {"R-cnn": {"test_error": 1.2, "steps": 10}},
+        ...                   2: {}}, cells=["R-cnn"], paper={"R-cnn": 1.2})
+        >>> rows[0]["errors"], round(rows[0]["mean"], 2), round(rows[0]["std"], 3), rows[0]["paper"]
+        ({0: 1.0, 1: 1.2}, 1.1, 0.141, 1.2)
+    """
+    rows = []
+    for c in cells:
+        runs = {s: r[c] for s, r in by_seed.items() if c in r}
+        errs = {s: m["test_error"] for s, m in runs.items()}
+        vals = list(errs.values())
+        mean = sum(vals) / len(vals) if vals else None
+        std = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else None
+        rows.append({"cell": c, "paper": paper.get(c), "errors": errs, "mean": mean, "std": std,
+                     "min": min(vals) if vals else None, "max": max(vals) if vals else None,
+                     "where": {s: compute_where(m) for s, m in runs.items()}})
+    return rows
+
+
+def seed_table_html(rows: list[dict], seeds: Sequence[int], name: Callable[[str], str]) -> str:
+    """HTML: per cell (:func:`seed_rows`; its name from ``name``), the paper, ours per seed (where it was trained
+    below each), mean +- standard deviation."""
+    body = []
+    for r in rows:
+        cols = [f"<b>{r['errors'][s]:.2f}</b><br><small>{r['where'][s]}</small>" if s in r["errors"] else "not finished"
+                for s in seeds]
+        stat = "&ndash;" if r["mean"] is None else (
+            f"<b>{r['mean']:.2f}</b>" + ("" if r["std"] is None else f" &plusmn; {r['std']:.2f}")
+            + f"<br><small>{len(r['errors'])} seed{'s' if len(r['errors']) > 1 else ''}</small>")
+        body.append([html.escape(name(r["cell"])), "&ndash;" if r["paper"] is None else r["paper"], *cols, stat])
+    return html_table(["% test error", "paper", *[f"seed {s}" for s in seeds], "mean &plusmn; std"], body)

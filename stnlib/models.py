@@ -51,6 +51,7 @@ class ModelConfig:
             2/3).
         st_init_scale: the transformers start at the identity scaled by this factor (their sampled region a
             centred box of this fraction of the input's side); ``None`` means 1, the paper's identity.
+        st_shared_loc: with parallel transformers, one localisation net for all (True) or one each (False).
     """
 
     arch: str = "cnn"
@@ -66,6 +67,7 @@ class ModelConfig:
     transform_kwargs: dict = field(default_factory=dict)
     st_out_size: tuple[int, int] | None = None
     st_init_scale: float | None = None
+    st_shared_loc: bool = True
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -151,7 +153,8 @@ class STClassifier(nn.Module):
         cls_channels, cls_size = c, size
         if config.transform is not None:
             loc_arch = config.loc_arch or config.arch
-            loc = fcn_loc_net(c, size) if loc_arch == "fcn" else cnn_loc_net(c, size)
+            make_loc = fcn_loc_net if loc_arch == "fcn" else cnn_loc_net
+            loc = make_loc(c, size)
             tf = get_transform(config.transform, **config.transform_kwargs)
             out_size = None if config.st_out_size is None else tuple(config.st_out_size)
             init = tf.identity() * (1.0 if config.st_init_scale is None else float(config.st_init_scale))
@@ -160,6 +163,8 @@ class STClassifier(nn.Module):
                 with torch.no_grad():
                     self.st.head.bias.copy_(init)
             else:
+                if not config.st_shared_loc:
+                    loc = [loc] + [make_loc(c, size) for _ in range(config.num_transformers - 1)]
                 self.st = ParallelSpatialTransformers(loc, config.num_transformers, tf, out_size=out_size,
                                                       init=init.repeat(config.num_transformers, 1))
                 cls_channels = c * config.num_transformers

@@ -153,13 +153,17 @@ class SpatialTransformer(nn.Module):
 
 
 class ParallelSpatialTransformers(nn.Module):
-    """N spatial transformers on the same input, sharing one localisation net (paper Secs. 4.3, A.1).
+    """N spatial transformers on the same input (paper Secs. 4.3, A.1), sharing one localisation net or each
+    with its own.
 
-    The shared net's features go to one regression layer with N x num_params outputs; transformer n
-    uses slice n. ``forward(x) -> (outputs (B, N, C, H', W'), theta (B, N, num_params))``.
+    Shared (one module): the net's features go to one regression layer with N x num_params outputs;
+    transformer n uses slice n. Separate (a sequence of N modules): net n's features go to regression layer n
+    (``heads[n]``), so each transformer's theta depends on its own net only.
+    ``forward(x) -> (outputs (B, N, C, H', W'), theta (B, N, num_params))``.
 
     Args:
-        loc_net: shared localisation net, (B, C, H, W) -> (B, F).
+        loc_net: the shared localisation net, (B, C, H, W) -> (B, F); or a list of N such nets, one per
+            transformer.
         num_transformers: N.
         transform, out_size, loc_features, align_corners, padding, check_finite: as in
             :class:`SpatialTransformer`.
@@ -182,9 +186,19 @@ class ParallelSpatialTransformers(nn.Module):
         init = torch.as_tensor(init, dtype=torch.float32)
         if init.shape != (self.num_transformers, p):
             raise ValueError(f"init must have shape ({self.num_transformers}, {p}), got {tuple(init.shape)}")
-        self.loc_net = loc_net
-        features = loc_features if loc_features is not None else infer_features(loc_net)
-        self.head = identity_head(features, init.flatten())
+        self.shared = not isinstance(loc_net, (list, tuple, nn.ModuleList))
+        if self.shared:
+            self.loc_net = loc_net
+            features = loc_features if loc_features is not None else infer_features(loc_net)
+            self.head = identity_head(features, init.flatten())
+        else:
+            if len(loc_net) != self.num_transformers:
+                raise ValueError(f"separate localisation nets: expected {self.num_transformers} (one per transformer), "
+                                 f"got {len(loc_net)}")
+            self.loc_net = nn.ModuleList(loc_net)
+            self.heads = nn.ModuleList(
+                identity_head(loc_features if loc_features is not None else infer_features(net), init[k])
+                for k, net in enumerate(self.loc_net))
         self.out_size = None if out_size is None else as_size(out_size, self.transform.ndim)
         self.align_corners = align_corners
         self.padding = padding
@@ -192,6 +206,10 @@ class ParallelSpatialTransformers(nn.Module):
 
     def localise(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, num_params) theta of every transformer, float32."""
+        if not self.shared:
+            features = [net(x).flatten(1) for net in self.loc_net]
+            with float32_geometry(x.device):
+                return torch.stack([head(_upcast(f).to(head.weight.dtype)) for head, f in zip(self.heads, features)], 1)
         features = self.loc_net(x).flatten(1)
         with float32_geometry(features.device):
             theta = self.head(_upcast(features).to(self.head.weight.dtype))
@@ -203,7 +221,7 @@ class ParallelSpatialTransformers(nn.Module):
 
         Inputs, dtype handling and errors are as in :meth:`SpatialTransformer.forward`.
         """
-        x = _check_input(x, self.loc_net, self.head)
+        x = _check_input(x, self.loc_net, self.head if self.shared else self.heads[0])
         src = x if source is None else source
         if src.dim() != 4:
             raise ValueError(f"input must be (B, C, H, W), got shape {tuple(src.shape)}")

@@ -90,6 +90,23 @@ def test_every_row_matches_the_budget_and_classifies_sums(cell):
         assert warped.shape[1] == 4 and theta.shape[:2] == (3, 2)  # each ST warps both channels
 
 
+def test_the_separate_localisation_nets_profile_gives_each_transformer_its_own_net():
+    from dataclasses import replace
+
+    from stnbook.addition.experiment import PROFILES, RECIPE_BUDGET
+    from stnlib.models import ModelConfig
+    cell = get_cells("addition", ["2st-fcn-affine"])[0]
+    overrides = PROFILES["recipe-separate"].model_overrides["*st-*"]
+    cfg = replace(cell.model, **overrides, param_budget=RECIPE_BUDGET)
+    model = build_model(cfg)
+    assert not model.st.shared and len(model.st.loc_net) == 2
+    assert abs(count_parameters(model) - RECIPE_BUDGET) < 0.03 * RECIPE_BUDGET
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg and "st_shared_loc" in cfg.to_dict()
+    _, theta = model.transform_input(torch.rand(3, 2, 42, 42))
+    torch.testing.assert_close(theta, theta[:1].expand(3, 2, 6))  # both start at the centred crop
+    assert build_model(replace(cfg, st_shared_loc=True)).st.shared
+
+
 def box_theta(box, size=42):
     """Attention theta sampling exactly the square pixel box (x0, y0, x1, y1)."""
     x0, y0, x1, y1 = box

@@ -88,6 +88,26 @@ def test_parallel_transformers(size):
         ParallelSpatialTransformers(loc_net(2, size), 2, "attention", init=torch.zeros(3, 3))
 
 
+def test_parallel_transformers_with_separate_localisation_nets():
+    size, n = (30, 24), 2
+    init = torch.tensor([[0.5, -0.5, -0.5], [0.5, 0.5, 0.5]])
+    pst = ParallelSpatialTransformers([loc_net(2, size) for _ in range(n)], n, "attention", init=init)
+    x = torch.rand(3, 2, *size)
+    out, theta = pst(x)
+    assert out.shape == (3, n, 2, *size) and not pst.shared
+    torch.testing.assert_close(theta, init.expand(3, n, 3))
+    # transformer k's theta depends on net k only: perturb net 1's head and only theta[:, 1] moves
+    with torch.no_grad():
+        pst.heads[1].weight.normal_()
+    _, moved = pst(x)
+    torch.testing.assert_close(moved[:, 0], theta[:, 0], rtol=0, atol=0)
+    assert not torch.allclose(moved[:, 1], theta[:, 1])
+    moved.sum().backward()
+    assert float(pst.loc_net[0][1].weight.grad.abs().sum()) == 0 and float(pst.loc_net[1][1].weight.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="expected 2 \\(one per transformer\\), got 3"):
+        ParallelSpatialTransformers([loc_net(2, size) for _ in range(3)], n, "attention")
+
+
 def test_sampling_outline_of_identity_is_the_image_border():
     for name in FAMILIES_2D:
         poly = sampling_outline(get_transform(name).identity(), name, (28, 42))
