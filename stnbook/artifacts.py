@@ -211,12 +211,13 @@ def seed_rows(by_seed: dict[int, dict[str, dict]], cells: Sequence[str], paper: 
     return rows
 
 
-def seed_table_html(rows: list[dict], seeds: Sequence[int], name: Callable[[str], str]) -> str:
+def seed_table_html(rows: list[dict], seeds: Sequence[int], name: Callable[[str], str],
+                    missing: str = "not finished") -> str:
     """HTML: per cell (:func:`seed_rows`; its name from ``name``), the paper, ours per seed (where it was trained
-    below each), mean +- standard deviation."""
+    below each; ``missing`` where a seed has no run), mean +- standard deviation."""
     body = []
     for r in rows:
-        cols = [f"<b>{r['errors'][s]:.2f}</b><br><small>{r['where'][s]}</small>" if s in r["errors"] else "not finished"
+        cols = [f"<b>{r['errors'][s]:.2f}</b><br><small>{r['where'][s]}</small>" if s in r["errors"] else missing
                 for s in seeds]
         stat = "&ndash;" if r["mean"] is None else (
             f"<b>{r['mean']:.2f}</b>" + ("" if r["std"] is None else f" &plusmn; {r['std']:.2f}")

@@ -52,6 +52,8 @@ class ModelConfig:
         st_init_scale: the transformers start at the identity scaled by this factor (their sampled region a
             centred box of this fraction of the input's side); ``None`` means 1, the paper's identity.
         st_shared_loc: with parallel transformers, one localisation net for all (True) or one each (False).
+        loc_width: the localisation net's channels and units; ``None``: the paper's (32 for the FCN one, 20 for
+            the CNN one).
     """
 
     arch: str = "cnn"
@@ -68,6 +70,7 @@ class ModelConfig:
     st_out_size: tuple[int, int] | None = None
     st_init_scale: float | None = None
     st_shared_loc: bool = True
+    loc_width: int | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -119,22 +122,24 @@ def cnn_classifier(in_channels: int, in_size: tuple[int, int], width: int, num_c
         nn.Flatten(), nn.Linear(width * h * w, num_classes))
 
 
-def fcn_loc_net(in_channels: int, in_size: tuple[int, int]) -> nn.Sequential:
-    """ST-FCN localisation net: three FC layers of 32 units (the regression layer is added by the ST)."""
+def fcn_loc_net(in_channels: int, in_size: tuple[int, int], width: int = 32) -> nn.Sequential:
+    """ST-FCN localisation net: three FC layers of ``width`` (the paper: 32) units (the regression layer is added
+    by the ST)."""
     n = in_channels * in_size[0] * in_size[1]
-    return nn.Sequential(nn.Flatten(), nn.Linear(n, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
-                         nn.Linear(32, 32), nn.ReLU())
+    return nn.Sequential(nn.Flatten(), nn.Linear(n, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                         nn.Linear(width, width), nn.ReLU())
 
 
-def cnn_loc_net(in_channels: int, in_size: tuple[int, int]) -> nn.Sequential:
-    """ST-CNN localisation net on the 2x downsampled input: conv 20@5x5 -> pool 2 -> conv 20@5x5 -> FC 20."""
+def cnn_loc_net(in_channels: int, in_size: tuple[int, int], width: int = 20) -> nn.Sequential:
+    """ST-CNN localisation net on the 2x downsampled input: conv ``width``@5x5 -> pool 2 -> conv ``width``@5x5 ->
+    FC ``width`` (the paper: 20)."""
     h, w = in_size[0] // 2, in_size[1] // 2
     h, w = (h - 4) // 2 - 4, (w - 4) // 2 - 4
     if h < 1 or w < 1:
         raise ValueError(f"the ST-CNN localisation net needs an input of at least 28x28, got {in_size}")
     return nn.Sequential(
-        nn.AvgPool2d(2), nn.Conv2d(in_channels, 20, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(20, 20, 5), nn.ReLU(), nn.Flatten(), nn.Linear(20 * h * w, 20), nn.ReLU())
+        nn.AvgPool2d(2), nn.Conv2d(in_channels, width, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(width, width, 5), nn.ReLU(), nn.Flatten(), nn.Linear(width * h * w, width), nn.ReLU())
 
 
 class STClassifier(nn.Module):
@@ -154,7 +159,8 @@ class STClassifier(nn.Module):
         if config.transform is not None:
             loc_arch = config.loc_arch or config.arch
             make_loc = fcn_loc_net if loc_arch == "fcn" else cnn_loc_net
-            loc = make_loc(c, size)
+            loc_kw = {} if config.loc_width is None else {"width": config.loc_width}
+            loc = make_loc(c, size, **loc_kw)
             tf = get_transform(config.transform, **config.transform_kwargs)
             out_size = None if config.st_out_size is None else tuple(config.st_out_size)
             init = tf.identity() * (1.0 if config.st_init_scale is None else float(config.st_init_scale))
@@ -164,7 +170,7 @@ class STClassifier(nn.Module):
                     self.st.head.bias.copy_(init)
             else:
                 if not config.st_shared_loc:
-                    loc = [loc] + [make_loc(c, size) for _ in range(config.num_transformers - 1)]
+                    loc = [loc] + [make_loc(c, size, **loc_kw) for _ in range(config.num_transformers - 1)]
                 self.st = ParallelSpatialTransformers(loc, config.num_transformers, tf, out_size=out_size,
                                                       init=init.repeat(config.num_transformers, 1))
                 cls_channels = c * config.num_transformers

@@ -8,6 +8,7 @@ ours, never as results.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from functools import lru_cache
 
 import matplotlib.pyplot as plt
@@ -346,12 +347,17 @@ def recipe_key_numbers(recipe: dict[str, dict]) -> dict[str, str]:
     """The recipe comparison's numbers for the chapter's text (keys ``recipe_<profile>`` with ``-`` as ``_``: the
     test error at the end of each variant's run; ``recipe_steps``), "n/a" where a variant is missing; for a
     variant with a distortion curriculum also ``recipe_<profile>_upright``: its training error over the last 100
-    steps before the distortions start (:func:`upright_error`)."""
+    steps before the distortions start (:func:`upright_error`); ``recipe_<profile>_first``: the error at the
+    first evaluation (``recipe_first_step``)."""
     out = {"recipe_steps": f"{next(iter(recipe.values()))['steps']:,}" if recipe else "n/a"}
+    first = min((m["eval_history"][0]["step"] for m in recipe.values() if m["eval_history"]), default=None)
+    out["recipe_first_step"] = "n/a" if first is None else f"{first:,}"
     for name in RECIPE_VARIANTS:
         m = recipe.get(name)
         key = "recipe_" + name.replace("-", "_")
         out[key] = "n/a" if m is None else f"{m['test_error']:.1f}"
+        at_first = [] if m is None else [e["error"] for e in m["eval_history"] if e["step"] == first]
+        out[key + "_first"] = f"{at_first[0]:.1f}" if at_first else "n/a"
         if name.endswith("-ramp"):
             err = None if m is None else upright_error(m)
             out[key + "_upright"] = "n/a" if err is None else f"{err:.0f}"
@@ -417,24 +423,78 @@ def fast_results() -> dict[str, dict]:
     return load_results(EXPERIMENT, "fast")
 
 
-def plot_fast_curves(paper: dict[str, dict], fast: dict[str, dict]):
-    """Test error against step of each fast-profile run and of the same cell with the reference recipe, with the
-    paper's number and chance."""
-    if not fast:
+def plot_profile_curves(first: dict[str, dict], second: dict[str, dict],
+                        labels: tuple[str, str] = ("reference recipe", "fast profile"), cells=None):
+    """Test error against step of each run of ``second`` (of ``cells`` only, when given) and of the same cell in
+    ``first``, labelled by profile (``labels``), with the paper's number and chance."""
+    cells = [c for c in second if cells is None or c in cells]
+    if not cells:
         return None
     runs = {}
-    for c, m in fast.items():
-        if c in paper:
-            runs[(c, "reference recipe")] = paper[c]
-        runs[(c, "fast profile")] = m
+    for c in cells:
+        if c in first:
+            runs[(c, labels[0])] = first[c]
+        runs[(c, labels[1])] = second[c]
     return common.plot_eval_curves(runs, {k: PAPER_TABLE4.get(k[0]) for k in runs}, lambda k: f"{row_name(k[0])}, {k[1]}",
-                                   chance_error(next(iter(fast.values()))["test_size"]), ylim=(0, 100))
+                                   chance_error(second[cells[0]]["test_size"]), ylim=(0, 100))
 
 
 def fast_table_html(paper: dict[str, dict], fast: dict[str, dict]) -> str:
     """Per cell of the fast profile: the paper, ours with the reference recipe and with the fast profile."""
     return common.profiles_html(paper, fast, PAPER_TABLE4, row_name, _split_note,
                                 labels=("reference recipe", "fast profile"))
+
+
+# ---- each transformer its own localisation net (the "separate" profile) ----------------------------------------
+
+SEPARATE = "separate"
+SEPARATE_SEEDS = (0, 1)
+
+
+def separate_results(seeds: Sequence[int] = SEPARATE_SEEDS) -> dict[int, dict[str, dict]]:
+    """The committed runs of the "separate" profile per seed (``{seed: {cell: metrics}}``)."""
+    return {s: load_results(EXPERIMENT, SEPARATE, seed=s) for s in seeds}
+
+
+def seed_table_html(by_seed: dict[int, dict[str, dict]]) -> str:
+    """HTML: per row with a run in any seed, the paper, ours per seed (where it was trained), mean +- std."""
+    cells = [c for c in CELLS if any(c in r for r in by_seed.values())]
+    if not cells:
+        return "<p>No runs of this profile committed yet.</p>"
+    return common.seed_table_html(common.seed_rows(by_seed, cells, PAPER_TABLE4), list(by_seed), row_name,
+                                  missing="&ndash;")
+
+
+def separate_table_html(fast: dict[str, dict], sep: dict[str, dict]) -> str:
+    """Per cell of the separate profile: the paper, ours with the fast profile (one shared localisation net) and
+    with the separate profile (one per transformer)."""
+    return common.profiles_html(fast, sep, PAPER_TABLE4, row_name, _split_note,
+                                labels=("fast profile, one shared net", "separate profile"))
+
+
+def separate_key_numbers(by_seed: dict[int, dict[str, dict]], prefix: str = "sep") -> dict[str, str]:
+    """The seeds' numbers for the chapter's text (keys ``<prefix>_*``): each row with two or more seeds as
+    "mean ± std% (k seeds, paper p%)" (``seed_rows``); of the two-transformer runs of every seed, how many
+    (``2st_runs``) and how many are at or below tensorpack's 8.8% (``below_tensorpack``) and below the paper's
+    number for their row (``below_paper``); the largest of their errors (``2st_max``).
+
+    Examples:
+        >>> runs = {0: {"2st-fcn-tps": {"test_error": 5.0}, "fcn": {"test_error": 40.0}},
+        ...         1: {"2st-fcn-tps": {"test_error": 7.0}}}
+        >>> k = separate_key_numbers(runs, prefix="s")
+        >>> k["s_seed_rows"], k["s_2st_runs"], k["s_below_tensorpack"], k["s_below_paper"], k["s_2st_max"]
+        ('2xST-FCN TPS 6.0 ± 1.4% (2 seeds, paper 5.8%)', '2', '2', '1', '7.0')
+    """
+    rows = common.seed_rows(by_seed, CELLS, PAPER_TABLE4)
+    multi = [r for r in rows if len(r["errors"]) > 1]
+    texts = [f"{row_name(r['cell'])} {r['mean']:.1f} ± {r['std']:.1f}% ({len(r['errors'])} seeds"
+             + (f", paper {r['paper']}%)" if r["paper"] is not None else ")") for r in multi]
+    twos = [(c, m["test_error"]) for res in by_seed.values() for c, m in res.items() if c.startswith("2st")]
+    return {f"{prefix}_seed_rows": "; ".join(texts) or "none yet",
+            f"{prefix}_2st_runs": str(len(twos)),
+            f"{prefix}_below_tensorpack": str(sum(e <= TENSORPACK_2ST_AFFINE for _, e in twos)),
+            f"{prefix}_below_paper": str(sum(e < PAPER_TABLE4[c] for c, e in twos if PAPER_TABLE4.get(c) is not None)),
+            f"{prefix}_2st_max": f"{max(e for _, e in twos):.1f}" if twos else "n/a"}
 
 
 def summary_table_html(results: dict[str, dict], long: dict[str, dict] | None = None) -> str:
@@ -472,9 +532,11 @@ def split_key_numbers(results: dict[str, dict]) -> dict[str, str]:
     return {"add_split_max": f"{max(s['split'] for s in twos):.0f}", "add_split_pairs": f"{twos[0]['split_pairs']:,}"}
 
 
-__all__ = ["CELLS", "PAPER_BEST_SINGLE_ST", "PAPER_TABLE4", "TENSORPACK_2ST_AFFINE", "best_single", "best_two",
-           "chance_error", "chapter_cell", "chapter_results", "composite", "figure_preference", "figure_split",
-           "full_results", "long_gaps_html", "long_results", "long_table_html", "paper_key_numbers", "paper_results",
-           "paper_table_html", "parameter_counts", "plot_eval_curves", "plot_pairs", "plot_recipe_curves", "plot_split",
-           "plot_training", "provenance", "recipe_key_numbers", "recipe_results", "recipe_table_html", "row_name",
-           "split_key_numbers", "split_table", "summary_table_html", "table4_html", "table4_key_numbers", "test_pairs"]
+__all__ = ["CELLS", "PAPER_BEST_SINGLE_ST", "PAPER_TABLE4", "SEPARATE", "SEPARATE_SEEDS", "TENSORPACK_2ST_AFFINE",
+           "best_single", "best_two", "chance_error", "chapter_cell", "chapter_results", "composite",
+           "figure_preference", "figure_split", "full_results", "long_gaps_html", "long_results", "long_table_html",
+           "paper_key_numbers", "paper_results", "paper_table_html", "parameter_counts", "plot_eval_curves",
+           "plot_pairs", "plot_profile_curves", "plot_recipe_curves", "plot_split", "plot_training", "provenance",
+           "recipe_key_numbers", "recipe_results", "recipe_table_html", "row_name", "seed_table_html",
+           "separate_key_numbers", "separate_results", "separate_table_html", "split_key_numbers", "split_table", "summary_table_html",
+           "table4_html", "table4_key_numbers", "test_pairs"]
