@@ -170,3 +170,29 @@ def test_report_numbers_compare_with_the_paper_and_measure_the_split():
             in reports.summary_table_html(results, long))
     assert ("<th>2xST-FCN TPS</th><td>55.00</td><td>20.00</td><td>40x</td><td>5.8</td><td>+49.20</td><td>+14.20</td>"
             in reports.long_gaps_html(results, long))
+
+
+def test_transformer_rectification_finds_thetas_that_undo_their_digit():
+    """Each transformer's theta rotates and scales exactly as the digit it prefers was: |r| = |slope| = 1; a theta
+    that ignores the distortion gives slopes near 0."""
+    import math
+
+    from stnbook.addition import report as reports
+    n = 200
+    params = reports.test_pairs(n)["params"]
+
+    def similarity(d):
+        a, s = torch.deg2rad(params[d]["angle_deg"][:n]).float(), params[d]["scale"][:n].float()
+        c, si = s * torch.cos(a), s * torch.sin(a)
+        return torch.stack([c, -si, torch.zeros(n), si, c, torch.zeros(n)], 1)
+
+    theta = torch.stack([similarity(0), similarity(1)], 1)  # ST1 undoes digit a, ST2 digit b
+    iou = torch.tensor([[[0.8, 0.1], [0.2, 0.7]]]).expand(n, 2, 2)
+    fits = reports.transformer_rectification({"theta": theta, "iou": iou}, "affine")
+    assert [round(f["prefers_a"]) for f in fits] == [100, 0]
+    for f in fits:
+        for what in ("rotation", "scale"):
+            assert math.isclose(abs(f[what]["r"]), 1, abs_tol=1e-3) and math.isclose(abs(f[what]["slope"]), 1, abs_tol=1e-3)
+    still = torch.tensor([1.0, 0, 0, 0, 1, 0]).expand(n, 2, 6) + 0.01 * torch.randn(n, 2, 6, generator=torch.Generator().manual_seed(0))
+    lazy = reports.transformer_rectification({"theta": still, "iou": iou}, "affine")
+    assert all(abs(f["rotation"]["slope"]) < 0.05 for f in lazy)

@@ -472,6 +472,77 @@ def separate_table_html(fast: dict[str, dict], sep: dict[str, dict]) -> str:
                                 labels=("fast profile, one shared net", "separate profile"))
 
 
+def transformer_rectification(analysis: dict, transform: str) -> list[dict]:
+    """What each transformer of a 2xST model undoes of the digit it looks at: per transformer k, the share of
+    pairs in which it prefers digit a (larger IoU, ``prefers_a`` %), and the fit of the rotation and the scale its
+    theta implies (:func:`~stnlib.analysis.implied_similarity`) against those applied to the digit it prefers in
+    each pair (:func:`~stnlib.analysis.rectification`: ``rotation``, ``scale``), on the pairs whose theta the
+    artifact keeps. A transformer that undoes its digit's rotation has |r| and |slope| near 1, as in Table 1's
+    rectification measure."""
+    from stnlib.analysis import implied_similarity, rectification
+
+    theta, iou = analysis["theta"], analysis["iou"]  # (N, K, P), (N, K, 2)
+    n = len(theta)
+    params = test_pairs(n)["params"]
+    angle = torch.stack([params[d]["angle_deg"][:n] for d in (0, 1)], 1)
+    scale = torch.stack([params[d]["scale"][:n] for d in (0, 1)], 1)
+    out = []
+    for k in range(theta.shape[1]):
+        pick = iou[:, k].argmax(1, keepdim=True)
+        sim = implied_similarity(theta[:, k], transform)
+        out.append({"prefers_a": 100 * float((pick == 0).float().mean()),
+                    "rotation": rectification(angle.gather(1, pick)[:, 0], sim["rotation_deg"]),
+                    "scale": rectification(scale.gather(1, pick)[:, 0], sim["scale"])})
+    return out
+
+
+def rectification_rows(results: dict[str, dict], profile: str) -> list[dict]:
+    """:func:`transformer_rectification` of every two-transformer cell of ``results`` (``profile``'s artifacts):
+    ``{"cell", "error", "transformers": [...]}``."""
+    rows = []
+    for c in CELLS:
+        if c.startswith("2st") and c in results and (got := chapter_cell(c, profile)) is not None:
+            metrics, _, analysis = got
+            rows.append({"cell": c, "error": metrics["test_error"],
+                         "transformers": transformer_rectification(analysis, metrics["model_config"]["transform"])})
+    return rows
+
+
+def rectification_html(rows: list[dict]) -> str:
+    """HTML: per two-transformer row and transformer, the digit it prefers and the fits of the rotation and scale
+    it undoes (r, slope)."""
+    body = []
+    for r in rows:
+        for k, t in enumerate(r["transformers"]):
+            body.append([f"{row_name(r['cell'])}, ST{k + 1}", f"{t['prefers_a']:.0f}%",
+                         f"{t['rotation']['r']:+.2f}", f"{t['rotation']['slope']:+.2f}",
+                         f"{t['scale']['r']:+.2f}", f"{t['scale']['slope']:+.2f}"])
+    return html_table(["transformer", "prefers digit a", "rotation: r", "rotation: slope", "scale: r", "scale: slope"],
+                      body, escape=True, row_headers=True)
+
+
+def rectification_key_numbers(rows: list[dict], prefix: str = "sep_rect") -> dict[str, str]:
+    """The ranges of |r| and |slope| over every transformer of ``rows`` (keys ``<prefix>_rot_r``,
+    ``<prefix>_rot_slope``, ``<prefix>_scale_r``, ``<prefix>_scale_slope``, as "lo-hi"), "n/a" without rows.
+
+    Examples:
+        >>> fit = lambda r, s: {"r": r, "slope": s}
+        >>> rows = [{"transformers": [{"rotation": fit(-0.7, -0.6), "scale": fit(0.8, 0.5)},
+        ...                           {"rotation": fit(-0.75, -0.7), "scale": fit(0.79, 0.52)}]}]
+        >>> k = rectification_key_numbers(rows, "x")
+        >>> k["x_rot_r"], k["x_rot_slope"], k["x_scale_slope"]
+        ('0.70-0.75', '0.60-0.70', '0.50-0.52')
+    """
+    ts = [t for r in rows for t in r["transformers"]]
+    out = {}
+    for what in ("rotation", "scale"):
+        for stat in ("r", "slope"):
+            vals = sorted(abs(t[what][stat]) for t in ts)
+            key = f"{prefix}_{'rot' if what == 'rotation' else what}_{stat}"
+            out[key] = f"{vals[0]:.2f}-{vals[-1]:.2f}" if vals else "n/a"
+    return out
+
+
 def separate_key_numbers(by_seed: dict[int, dict[str, dict]], prefix: str = "sep") -> dict[str, str]:
     """The seeds' numbers for the chapter's text (keys ``<prefix>_*``): each row with two or more seeds as
     "mean ± std% (k seeds, paper p%)" (``seed_rows``); of the two-transformer runs of every seed, how many
@@ -537,6 +608,7 @@ __all__ = ["CELLS", "PAPER_BEST_SINGLE_ST", "PAPER_TABLE4", "SEPARATE", "SEPARAT
            "figure_preference", "figure_split", "full_results", "long_gaps_html", "long_results", "long_table_html",
            "paper_key_numbers", "paper_results", "paper_table_html", "parameter_counts", "plot_eval_curves",
            "plot_pairs", "plot_profile_curves", "plot_recipe_curves", "plot_split", "plot_training", "provenance",
-           "recipe_key_numbers", "recipe_results", "recipe_table_html", "row_name", "seed_table_html",
+           "recipe_key_numbers", "recipe_results", "recipe_table_html", "rectification_html",
+           "rectification_key_numbers", "rectification_rows", "row_name", "seed_table_html",
            "separate_key_numbers", "separate_results", "separate_table_html", "split_key_numbers", "split_table", "summary_table_html",
-           "table4_html", "table4_key_numbers", "test_pairs"]
+           "table4_html", "table4_key_numbers", "test_pairs", "transformer_rectification"]
