@@ -865,8 +865,9 @@ def birds_key_numbers(root: Path | None = None) -> dict[str, str]:
     return out
 
 
-__all__ = ["HEADER", "NOT_YET", "ORDERING_ONLY", "PROFILES", "REPRODUCED", "TOLERANCE", "VERDICTS", "Artifacts", "Row",
-           "ADDITION_PROFILE", "addition_key_numbers", "addition_rows", "addition_runs", "birds_key_numbers", "birds_rows", "clutter_rows",
+__all__ = ["ADDITION_PROFILE", "HEADER", "NOT_YET", "ORDERING_ONLY", "PROFILES", "REPRODUCED", "TOLERANCE", "VERDICTS",
+           "Artifacts", "Row", "addition_key_numbers", "addition_rows", "addition_runs", "birds_key_numbers", "birds_rows",
+           "clutter_rows",
            "colocalisation_key_numbers", "colocalisation_profile", "colocalisation_rows", "compute_text", "cost_rows",
            "depth_rows", "duration", "glance_html", "paper_slowdown", "plot_paper_vs_ours", "random_window_success",
            "rectify_rows", "rows", "table1_rows", "verdict", "verdict_counts", "verdict_note", "volume3d_rows"]
