@@ -785,6 +785,8 @@ def addition_key_numbers(root: Path | None = None, chance: float | None = None) 
         out[f"add_{key}_ratio"] = (f"{min(ratios):.1f}x to {max(ratios):.1f}x" if ratios else "n/a")
     out["add_paper_2st"] = ", ".join(f"{add.PAPER_TABLE4[c]}%" for c in add.CELLS if c.startswith("2st"))
     out["add_long_order"] = _order_text(long, add.row_name) if long else "n/a"
+    final = art.results("addition", ADDITION_PROFILE)
+    out["add_sep_order"] = _order_text(final, add.row_name) if final else "n/a"
     splits = [(add.row_name(c), m["attention_split"]) for c, m in long.items()
               if c.startswith("2st") and "split" in m.get("attention_split", {})]
     out["add_long_split"] = "; ".join(f"{n} {s['split']:.0f}% ({s['split_covered']:.0f}%)" for n, s in splits) or "n/a"
