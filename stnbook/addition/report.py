@@ -545,20 +545,20 @@ def rectification_key_numbers(rows: list[dict], prefix: str = "sep_rect") -> dic
 
 def separate_key_numbers(by_seed: dict[int, dict[str, dict]], prefix: str = "sep") -> dict[str, str]:
     """The seeds' numbers for the chapter's text (keys ``<prefix>_*``): each row with two or more seeds as
-    "mean ± std% (k seeds, paper p%)" (``seed_rows``); of the two-transformer runs of every seed, how many
-    (``2st_runs``) and how many are at or below tensorpack's 8.8% (``below_tensorpack``) and below the paper's
-    number for their row (``below_paper``); the largest of their errors (``2st_max``).
+    "mean ± std% (k seeds, paper p%)", two decimals (``seed_rows``); of the two-transformer runs of every seed,
+    how many (``2st_runs``) and how many are at or below tensorpack's 8.8% (``below_tensorpack``) and below the
+    paper's number for their row (``below_paper``); the largest of their errors (``2st_max``).
 
     Examples:
         >>> runs = {0: {"2st-fcn-tps": {"test_error": 5.0}, "fcn": {"test_error": 40.0}},
         ...         1: {"2st-fcn-tps": {"test_error": 7.0}}}
         >>> k = separate_key_numbers(runs, prefix="s")
         >>> k["s_seed_rows"], k["s_2st_runs"], k["s_below_tensorpack"], k["s_below_paper"], k["s_2st_max"]
-        ('2xST-FCN TPS 6.0 ± 1.4% (2 seeds, paper 5.8%)', '2', '2', '1', '7.0')
+        ('2xST-FCN TPS 6.00 ± 1.41% (2 seeds, paper 5.8%)', '2', '2', '1', '7.0')
     """
     rows = common.seed_rows(by_seed, CELLS, PAPER_TABLE4)
     multi = [r for r in rows if len(r["errors"]) > 1]
-    texts = [f"{row_name(r['cell'])} {r['mean']:.1f} ± {r['std']:.1f}% ({len(r['errors'])} seeds"
+    texts = [f"{row_name(r['cell'])} {r['mean']:.2f} ± {r['std']:.2f}% ({len(r['errors'])} seeds"
              + (f", paper {r['paper']}%)" if r["paper"] is not None else ")") for r in multi]
     twos = [(c, m["test_error"]) for res in by_seed.values() for c, m in res.items() if c.startswith("2st")]
     return {f"{prefix}_seed_rows": "; ".join(texts) or "none yet",
