@@ -140,8 +140,8 @@ PROFILES["fast"] = Profile(
 
 # The recipe comparison's largest single effect: each transformer with its own localisation net, as in
 # tensorpack's example (11.0% error after 8,000 steps against 40.0% with one shared net, both otherwise the fast
-# profile's recipe). Learning that much faster, it gets a shorter schedule than the fast profile, which lets every
-# row and a second seed fit in the same compute.
+# profile's recipe). Learning that much faster, it gets a shorter schedule than the fast profile, which lets the
+# fully connected rows and a second seed of the two-transformer rows fit in the same compute.
 # run: --profile separate --cells 2st-fcn-affine 2st-fcn-projective 2st-fcn-tps (then --seed 1; the other rows)
 SEPARATE_STEPS = 40_000
 PROFILES["separate"] = Profile(
