@@ -358,12 +358,13 @@ def addition_rows(art: Artifacts, profile: str | None = None) -> list[Row]:
     training."""
     from stnbook.addition import report as add
 
+    found = addition_runs(art) if profile is None else art.results("addition", profile)
     rows = []
     for c in add.CELLS:
         paper = add.PAPER_TABLE4.get(c)
         if not c.startswith("2st") or paper is None:
             continue
-        m = addition_runs(art).get(c) if profile is None else art.results("addition", profile).get(c)
+        m = found.get(c)
         title = f"Two-digit addition (Table 4), {add.row_name(c)}"
         if m is None:
             rows.append(Row(_link(title, "addition"), "addition", f"{paper}%", "no artifact", NOT_YET, "&ndash;",
