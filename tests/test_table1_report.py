@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import matplotlib
+import pytest
+import torch
 
 matplotlib.use("Agg")
 
@@ -74,3 +76,73 @@ def test_paper_progress_numbers_compare_each_st_cnn_with_the_cnn_of_its_column_a
     k = report.paper_progress_key_numbers(progress)
     assert (k["paper_comparisons"], k["paper_st_below"]) == ("3", "2")
     assert (k["paper_cells"], k["paper_finished"], k["paper_min_step"], k["paper_max_step"]) == ("3", "1", "30,000", "150,000")
+
+
+def test_wide_numbers_compare_the_400k_runs_with_the_same_cells_at_150k():
+    adam = {"TC-st-fcn-affine": run("TC-st-fcn-affine", 4.8), "RTS-st-fcn-affine": run("RTS-st-fcn-affine", 1.33),
+            "R-st-fcn-affine": run("R-st-fcn-affine", 1.5)}
+    wide = {"TC-st-fcn-affine": {**run("TC-st-fcn-affine", 2.6, 400_000), "width": 230},  # paper 2.0: 1.3x
+            "RTS-st-fcn-affine": {**run("RTS-st-fcn-affine", 1.3, 400_000), "width": 400}}  # paper 0.8: 1.63x
+    k = report.wide_key_numbers(adam, wide)
+    assert (k["wide_cells"], k["wide_compared"], k["wide_within"], k["wide_adam_within"]) == ("2", "2", "1", "0")
+    assert k["wide_outside"] == "RTS ST-FCN Aff (1.62x)"
+    assert k["wide_median_gain"] == f"{1.3 / 1.33:.2f}"  # gains 0.54 and 0.98: the upper median
+    # ST-FCN cells taken at 400k where run (TC within, RTS not) and at 150k elsewhere (R: 1.5 <= 1.8, within)
+    assert (k["wide_st_fcn_within"], k["wide_st_fcn_cells"]) == ("2", "3")
+    html = report.wide_table_html(adam, wide)
+    assert "classifier width 230" in html and html.count("within 1.5x") == 1
+
+
+def test_severity_rows_leave_out_the_least_kept_images_first():
+    kept = torch.tensor([0.2, 0.95, 1.0, 0.5, 1.0, 1.0, 0.99, 1.0, 1.0, 1.0])
+    wrong = {"P-fcn": torch.tensor([True, False, False, True, False, False, False, False, False, True])}
+    row = report.severity_rows(wrong, kept, drops=(10, 20))[0]
+    assert row["all"] == pytest.approx(30.0)
+    assert row["without"][10] == pytest.approx(200 / 9) and row["share"][10] == pytest.approx(100 / 3)
+    assert row["without"][20] == pytest.approx(12.5) and row["share"][20] == pytest.approx(200 / 3)
+    k = report.severity_key_numbers([row], kept)
+    assert (k["psev_half"], k["psev_ninety"], k["psev_drop"], k["psev_best_without"]) == ("10.0", "20.0", "20", "12.50")
+    with pytest.raises(ValueError, match="one verdict per test image"):
+        report.severity_rows({"P-fcn": torch.zeros(3, dtype=torch.bool)}, kept)
+    with pytest.raises(ValueError, match="projective distortions only"):
+        report.ink_kept("R")
+
+
+def test_ink_kept_counts_what_leaves_the_canvas():
+    kept = report.ink_kept("P", n=300)
+    test = report.test_set("P", 300)
+    moved = test["params"]["corner_offset"].norm(dim=-1).amax(1)
+    # the digits whose corners moved least keep (almost) all their ink; the most moved keep less on average
+    calm, wild = kept[moved.argsort()[:30]], kept[moved.argsort()[-30:]]
+    assert calm.min() > 0.9 and wild.mean() < calm.mean()
+
+
+def _write_run(root, cell, profile, steps, segments, seed=0):
+    import json
+    folder = root / "table1" / profile / cell / ("" if seed == 0 else f"seed{seed}")
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({**run(cell, 1.0), "steps": steps, "segments": segments}))
+
+
+def test_remaining_rows_estimate_each_unfinished_cell_from_finished_runs_of_its_kind(tmp_path):
+    cpu, gpu = {"device": "cpu", "cpu_model": "AMD EPYC"}, {"device": "cuda", "cuda_device": "NVIDIA H200"}
+    # a 28x28 ST-CNN: 0.1 s a step on the CPU, 0.01 s on the GPU; a 42x42 CNN: 0.2 s a step on the CPU only
+    _write_run(tmp_path, "R-st-cnn-affine", "adam", 60_000,
+               [{"from_step": 0, "to_step": 20_000, "wall_time_s": 200.0, "hardware": gpu},
+                {"from_step": 20_000, "to_step": 60_000, "wall_time_s": 4_000.0, "hardware": cpu}])
+    _write_run(tmp_path, "RTS-cnn", "adam", 60_000, [{"from_step": 0, "to_step": 60_000, "wall_time_s": 12_000.0,
+                                                      "hardware": cpu}], seed=1)
+    rows = {r["cell"]: r for r in report.remaining_rows("adam", root=tmp_path)}
+    assert "R-st-cnn-affine" not in rows and "RTS-cnn" in rows  # seed 1 finished, seed 0 not
+    tps = rows["P-st-cnn-tps"]
+    assert (tps["step"], tps["of"], tps["basis"]) == (0, 60_000, "R ST-CNN Aff (CPU: AMD EPYC)")
+    assert tps["cpu_hours"] == pytest.approx(60_000 * 0.1 / 3600) and tps["gpu_minutes"] == pytest.approx(10.0)
+    tc = rows["TC-cnn"]  # no 60x60 CNN measured: the 42x42 one scaled by the pixels
+    assert tc["cpu_hours"] == pytest.approx(60_000 * 0.2 * (60 / 42) ** 2 / 3600) and tc["gpu_minutes"] is None
+    assert tc["basis"] == "RTS CNN (CPU: AMD EPYC), x2.0 for the larger canvas"
+    assert rows["R-cnn"]["cpu_hours"] is None  # no CNN on a canvas this small or smaller
+    assert rows["R-fcn"]["basis"] == ""
+    k = report.remaining_key_numbers(list(rows.values()))
+    # the longest GPU estimate: the TC ST-CNN, from the 28x28 one scaled by (60 / 28)^2
+    assert k["left_gpu_minutes"] == f"{60_000 * 0.01 * (60 / 28) ** 2 / 60:.0f}" and k["left_cells"] == str(len(rows))
+    assert "<td>not started</td>" in report.remaining_html([tps])

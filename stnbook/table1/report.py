@@ -6,6 +6,7 @@ never as results.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -16,7 +17,7 @@ from stnbook import artifacts as common
 from stnbook.experiments import load_results
 from stnbook.figures import COLORS, draw_outline, html_table, imshow
 from stnbook.paths import load_mnist
-from stnlib.data.distortions import fixed_test_set
+from stnlib.data.distortions import DISTORTIONS, fixed_test_set
 from stnlib.geometry import sampling_outline
 from stnlib.transforms import decompose_affine
 
@@ -242,6 +243,256 @@ def adam_key_numbers(full: dict[str, dict], adam: dict[str, dict]) -> dict[str, 
                 + (f" ({adam[c]['test_error'] / paper[c]:.2f}x the paper's {paper[c]:g}%)" if paper.get(c) else "")
                 for d in COLUMNS for arch, tf in ROWS
                 if arch == "cnn" and (c := cell_id(d, arch, tf)) in adam) or "none yet"}
+
+
+def paper_errors() -> dict[str, float | None]:
+    """The paper's % test error by cell id (None where the paper gives none)."""
+    return dict(_paper_by_cell())
+
+
+def ratio_key_numbers(results: dict[str, dict], prefix: str = "adam") -> dict[str, str]:
+    """Per column d of Table 1: ``<prefix>_ratio_<d>_fcn`` and ``<prefix>_ratio_<d>_st_fcn`` (ours / paper of the FCN
+    and of the ST-FCN affine, projective and TPS, as "1.25x, 0.98x, 1.19x"; "n/a" where none ran), and
+    ``<prefix>_err_<cell>`` (ours, %, dashes as underscores) for every cell of ``results``.
+
+    Examples:
+        >>> k = ratio_key_numbers({"R-st-fcn-affine": {"test_error": 1.5}, "R-st-fcn-tps": {"test_error": 1.1}}, "a")
+        >>> k["a_ratio_R_st_fcn"], k["a_ratio_R_fcn"], k["a_err_R_st_fcn_tps"]
+        ('1.25x, 1.00x', 'n/a', '1.10')
+    """
+    paper = _paper_by_cell()
+
+    def ratios(cells: list[str]) -> str:
+        return ", ".join(f"{results[c]['test_error'] / paper[c]:.2f}x" for c in cells if c in results and paper.get(c)) or "n/a"
+
+    out = {}
+    for d in COLUMNS:
+        out[f"{prefix}_ratio_{d}_fcn"] = ratios([cell_id(d, "fcn", None)])
+        out[f"{prefix}_ratio_{d}_st_fcn"] = ratios([cell_id(d, "fcn", tf) for tf in ("affine", "projective", "tps")])
+    for c, m in results.items():
+        out[f"{prefix}_err_{c.replace('-', '_')}"] = f"{m['test_error']:.2f}"
+    return out
+
+
+# ---- the paper's model size for the fully connected rows ----------------------------------------------------
+
+WIDE_PROFILE = "adam-400k"
+
+
+def wide_results() -> dict[str, dict]:
+    """The committed runs of the "adam-400k" profile (the adam recipe at 400k parameters, fully connected rows)."""
+    return load_results("table1", WIDE_PROFILE)
+
+
+def wide_table_html(adam: dict[str, dict], wide: dict[str, dict]) -> str:
+    """Per adam-400k cell: the paper, ours at 150k (adam) and at 400k parameters, a check mark within 1.5x."""
+    paper = _paper_by_cell()
+
+    def note(m: dict) -> str:
+        ref = paper.get(m["cell"])
+        mark = "" if ref is None else (" &#10003; within 1.5x" if within(m["test_error"], ref) else "")
+        width = f", classifier width {m['width']}" if m.get("width") is not None else ""
+        return f"<br><small>{m['params'] / 1000:.0f}k parameters{width}{mark}</small>"
+
+    return common.profiles_html(adam, wide, paper, _cell_name, note=note, labels=("150k (adam)", "400k (adam-400k)"))
+
+
+def wide_key_numbers(adam: dict[str, dict], wide: dict[str, dict], prefix: str = "wide") -> dict[str, str]:
+    """The numbers the 400k section quotes (keys ``<prefix>_*``): cells run at 400k (``cells``), of those with a
+    paper number (``compared``) how many are within 1.5x of it at 400k (``within``) and at 150k (``adam_within``),
+    each cell's error at 150k and at 400k (``rows``), the median of 400k / 150k error (``median_gain``), the cells
+    still above 1.5x at 400k (``outside``), and the ST-FCN cells of the table that are within 1.5x at the size
+    this chapter trains them at, 400k where it ran and 150k elsewhere (``st_fcn_within`` of ``st_fcn_cells``).
+
+    Examples:
+        >>> k = wide_key_numbers({"TC-st-fcn-affine": {"test_error": 4.8}, "R-st-fcn-affine": {"test_error": 1.5}},
+        ...                      {"TC-st-fcn-affine": {"test_error": 2.4}}, prefix="w")
+        >>> k["w_cells"], k["w_within"], k["w_adam_within"], k["w_median_gain"], k["w_st_fcn_within"], k["w_st_fcn_cells"]
+        ('1', '1', '0', '0.50', '2', '2')
+        >>> k["w_rows"]
+        'TC ST-FCN Aff 4.80% at 150k, 2.40% at 400k (paper 2%)'
+    """
+    paper = _paper_by_cell()
+    cells = [c for c in wide if paper.get(c) is not None]
+    gains = sorted(wide[c]["test_error"] / adam[c]["test_error"] for c in wide if c in adam and adam[c]["test_error"] > 0)
+    rows = [f"{_cell_name(c)} " + (f"{adam[c]['test_error']:.2f}% at 150k, " if c in adam else "")
+            + f"{wide[c]['test_error']:.2f}% at 400k" + (f" (paper {paper[c]:g}%)" if paper.get(c) is not None else "")
+            for c in wide]
+    outside = [f"{_cell_name(c)} ({wide[c]['test_error'] / paper[c]:.2f}x)" for c in cells
+               if not within(wide[c]["test_error"], paper[c])]
+    st_fcn = {c: (wide.get(c) or adam.get(c)) for c, p in paper.items() if "-st-fcn-" in c and p is not None}
+    st_fcn = {c: m for c, m in st_fcn.items() if m is not None}
+    return {f"{prefix}_cells": str(len(wide)), f"{prefix}_compared": str(len(cells)),
+            f"{prefix}_within": str(sum(within(wide[c]["test_error"], paper[c]) for c in cells)),
+            f"{prefix}_adam_within": str(sum(within(adam[c]["test_error"], paper[c]) for c in cells if c in adam)),
+            f"{prefix}_rows": "; ".join(rows) or "none yet",
+            f"{prefix}_median_gain": f"{gains[len(gains) // 2]:.2f}" if gains else "n/a",
+            f"{prefix}_outside": ", ".join(outside) or "none",
+            f"{prefix}_st_fcn_within": str(sum(within(m["test_error"], paper[c]) for c, m in st_fcn.items())),
+            f"{prefix}_st_fcn_cells": str(len(st_fcn))}
+
+
+# ---- what the P column's data implies -----------------------------------------------------------------------
+
+def ink_kept(kind: str = "P", n: int | None = None) -> torch.Tensor:
+    """(n,) the share of each fixed test digit's ink that survives its distortion: the distorted image warped
+    back with the generator's own (known) transformation, its ink summed and divided by the clean digit's.
+    Parts moved off the canvas are lost; a digit squeezed into a sliver comes back blurred but keeps its ink
+    sum, so this counts what left the canvas, not what became unreadable. Projective distortions ("P") only.
+
+    Examples:
+        >>> kept = ink_kept("P", n=200)
+        >>> kept.shape, bool((kept > 0.5).float().mean() > 0.9)
+        (torch.Size([200]), True)
+    """
+    if kind != "P":
+        raise ValueError(f"ink_kept undoes projective distortions only (kind 'P'), got {kind!r}")
+    from stnlib.analysis import warp
+    from stnlib.data.distortions import as_image_batch
+
+    test = test_set(kind, n)
+    inverse = torch.linalg.inv(test["matrix"])  # digit -> canvas, so the warp reads the canvas at each digit point
+    inverse = inverse / inverse[:, 2:3, 2:3]
+    undone = warp(test["x"], inverse.reshape(-1, 9)[:, :8].float(), "projective")
+    clean = as_image_batch(load_mnist("test")[0][:len(test["y"])]).float()
+    return undone.sum((1, 2, 3)) / clean.sum((1, 2, 3)).clamp_min(1e-6)
+
+
+def severity_rows(wrong: dict[str, torch.Tensor], kept: torch.Tensor, drops: Sequence[int] = (1, 5, 10)) -> list[dict]:
+    """Per model (``wrong``: name -> (n,) bool, misclassified test images), its % error on all test images
+    (``all``) and, for each d in ``drops``, on the images left when the d% that keep least of their digit
+    (``kept``, :func:`ink_kept`) are left out (``without[d]``), and the share of its errors among those d%
+    (``share[d]``, %).
+
+    Examples:
+        >>> rows = severity_rows({"m": torch.tensor([True, False, False, False])}, torch.tensor([0.1, 1.0, 1.0, 0.9]),
+        ...                      drops=(25,))
+        >>> rows[0]["all"], rows[0]["without"][25], rows[0]["share"][25]
+        (25.0, 0.0, 100.0)
+    """
+    order = kept.argsort()
+    out = []
+    for name, w in wrong.items():
+        if w.shape != kept.shape:
+            raise ValueError(f"{name}: expected one verdict per test image ({tuple(kept.shape)}), got {tuple(w.shape)}")
+        w = w.float()
+        row = {"name": name, "all": 100 * w.mean().item(), "without": {}, "share": {}}
+        for d in drops:
+            k = round(len(w) * d / 100)
+            row["without"][d] = 100 * w[order[k:]].mean().item()
+            row["share"][d] = 100 * w[order[:k]].sum().item() / max(w.sum().item(), 1.0)
+        out.append(row)
+    return out
+
+
+def severity_html(rows: list[dict], kept: torch.Tensor) -> str:
+    """HTML: per model of :func:`severity_rows` (named by cell id), the paper's error, ours on all images and
+    without the d% that keep least of their digit (the share of its errors in those d% below)."""
+    paper = _paper_by_cell()
+    drops = list(rows[0]["without"]) if rows else []
+    order = kept.sort().values
+    heads = ["% test error", "paper", "ours, all"] + [
+        f"without the {d}% least kept (digits keeping &lt; {100 * order[round(len(order) * d / 100)].item():.0f}% of their ink)"
+        for d in drops]
+    body = [[html.escape(_cell_name(r["name"])), "&ndash;" if paper.get(r["name"]) is None else f"{paper[r['name']]:g}",
+             f"<b>{r['all']:.2f}</b>"]
+            + [f"<b>{r['without'][d]:.2f}</b><br><small>{r['share'][d]:.0f}% of its errors left out</small>" for d in drops]
+            for r in rows]
+    return html_table(heads, body)
+
+
+def severity_key_numbers(rows: list[dict], kept: torch.Tensor, prefix: str = "psev") -> dict[str, str]:
+    """Keys ``<prefix>_*``: the share of P test digits that keep less than half (``half``) and less than 90% of their
+    ink (``ninety``, % of images), and for the best model (lowest error) its error on all images (``best_all``), without the
+    largest drop (``best_without``, with ``drop`` the %) and the share of its errors there (``best_share``)."""
+    best = min(rows, key=lambda r: r["all"])
+    d = max(best["without"])
+    return {f"{prefix}_half": f"{100 * (kept < 0.5).float().mean().item():.1f}",
+            f"{prefix}_ninety": f"{100 * (kept < 0.9).float().mean().item():.1f}",
+            f"{prefix}_best": best["name"], f"{prefix}_best_all": f"{best['all']:.2f}", f"{prefix}_drop": str(d),
+            f"{prefix}_best_without": f"{best['without'][d]:.2f}", f"{prefix}_best_share": f"{best['share'][d]:.0f}"}
+
+
+# ---- what the unfinished cells would cost -------------------------------------------------------------------
+
+def _seconds_per_step(runs: Sequence[dict], gpu: bool) -> float | None:
+    """Wall seconds per step over the compute segments of ``runs`` on a GPU (``gpu``) or on a CPU thread."""
+    wall = steps = 0.0
+    for m in runs:
+        for sg in m.get("segments") or []:
+            on_gpu = str((sg.get("hardware") or {}).get("device", "cpu")).startswith("cuda")
+            if on_gpu == gpu and sg["to_step"] > sg["from_step"]:
+                wall += sg["wall_time_s"]
+                steps += sg["to_step"] - sg["from_step"]
+    return wall / steps if steps else None
+
+
+def remaining_rows(profile: str = "adam", seed: int = 0, root=None) -> list[dict]:
+    """Every Table 1 cell of ``profile`` (one seed) without an artifact: where it stands (``step`` of ``of``) and
+    what its remaining steps would cost, estimated from the measured compute segments of the profile's finished
+    runs (any seed) of the same kind (plain or ST, fully connected or convolutional) on the same canvas
+    (``basis``): one CPU thread (``cpu_hours``) and one GPU shared with the other runs of a batch (``gpu_minutes``,
+    None when no such run was measured). With no run on the same canvas the nearest smaller canvas's cost is
+    scaled by the ratio of pixels (``basis`` says so). ``root``: the results folder (default the repository's)."""
+    from stnbook.experiments import cell_status, get_cells
+
+    cells = get_cells("table1")
+    done = [m for s in SEEDS for m in load_results("table1", profile, root=root, seed=s).values()]
+    canvas = {c.id: DISTORTIONS[c.task].canvas for c in cells}
+
+    def kind(cell: str) -> str:
+        return ("st-" if "-st-" in cell else "") + ("cnn" if "cnn" in cell else "fcn")
+
+    out = []
+    for c in cells:
+        st = cell_status(c, profile, root=root, seed=seed)
+        if st["state"] == "finished":
+            continue
+        same = [m for m in done if kind(m["cell"]) == kind(c.id)]
+        sizes = sorted({canvas[m["cell"]] for m in same if canvas[m["cell"]] <= canvas[c.id]})
+        row = {"cell": c.id, "step": st["step"] or 0, "of": st["of"], "cpu_hours": None, "gpu_minutes": None, "basis": ""}
+        if sizes:
+            ref = sizes[-1]
+            basis = [m for m in same if canvas[m["cell"]] == ref]
+            scale = (canvas[c.id] / ref) ** 2
+            left = st["of"] - row["step"]
+            cpu, gpu = _seconds_per_step(basis, False), _seconds_per_step(basis, True)
+            row["cpu_hours"] = None if cpu is None else cpu * scale * left / 3600
+            row["gpu_minutes"] = None if gpu is None else gpu * scale * left / 60
+            names = sorted({_cell_name(m["cell"]) for m in basis})
+            cpus = sorted({(sg.get("hardware") or {}).get("cpu_model", "?").replace("(R)", "").replace(" Processor", "")
+                           for m in basis for sg in m.get("segments") or []
+                           if not str((sg.get("hardware") or {}).get("device", "cpu")).startswith("cuda")})
+            row["basis"] = (", ".join(names) + (f" (CPU: {', '.join(cpus)})" if cpus else "")
+                            + ("" if scale == 1 else f", x{scale:.1f} for the larger canvas"))
+        out.append(row)
+    return out
+
+
+def remaining_html(rows: list[dict]) -> str:
+    """HTML: per unfinished cell (:func:`remaining_rows`), where it stands and its estimated compute."""
+    body = [[html.escape(_cell_name(r["cell"])), "not started" if not r["step"] else f"step {r['step']:,} of {r['of']:,}",
+             "&ndash;" if r["cpu_hours"] is None else f"{r['cpu_hours']:.1f}",
+             "&ndash;" if r["gpu_minutes"] is None else f"{r['gpu_minutes']:.0f}", html.escape(r["basis"])]
+            for r in rows]
+    return html_table(["cell", "where it stands", "CPU hours left (one thread)", "GPU minutes left (one GPU shared by all)",
+                       "estimated from the measured steps of"], body)
+
+
+def remaining_key_numbers(rows: list[dict], prefix: str = "left") -> dict[str, str]:
+    """Keys ``<prefix>_*``: unfinished cells (``cells``), their total estimated one-thread CPU hours (``cpu_hours``), and
+    the longest GPU estimate (``gpu_minutes``: the GPU estimates were measured with many runs sharing one GPU, so
+    this is about how long all of them would take side by side), over ``gpu_cells`` cells with one.
+
+    Examples:
+        >>> k = remaining_key_numbers([{"cpu_hours": 2.0, "gpu_minutes": 7.0}, {"cpu_hours": 1.5, "gpu_minutes": None}])
+        >>> k["left_cells"], k["left_cpu_hours"], k["left_gpu_minutes"], k["left_gpu_cells"]
+        ('2', '3.5', '7', '1')
+    """
+    cpu = [r["cpu_hours"] for r in rows if r["cpu_hours"] is not None]
+    gpu = [r["gpu_minutes"] for r in rows if r["gpu_minutes"] is not None]
+    return {f"{prefix}_cells": str(len(rows)), f"{prefix}_cpu_hours": f"{sum(cpu):.1f}" if cpu else "n/a",
+            f"{prefix}_gpu_minutes": f"{max(gpu):.0f}" if gpu else "n/a", f"{prefix}_gpu_cells": str(len(gpu))}
 
 
 # ---- seeds ------------------------------------------------------------------------------------------------
