@@ -48,7 +48,7 @@ PROFILES: dict[str, Profile] = {
                     train_overrides={"checkpoint_every": 1_000, "log_every": 100},
                     description="60,000 Adam steps at batch 128 (128 epochs), cosine decay from lr 1e-3; 150k "
                                 "parameters per model"),
-    # the adam recipe at the paper's model size (about 400k parameters, its own estimate, low confidence), for
+    # the adam recipe at the paper's model size (about 400k parameters, its own rough figure), for
     # the fully connected rows: on the 42x42 and 60x60 canvases the ST-FCN's localisation net (3 x 32 units, as
     # in the paper) takes 56k and 117k of a 150k budget and leaves a 34-unit classifier on TC; a fully
     # connected step stays cheap at this size (minutes a cell), a convolutional one would not
