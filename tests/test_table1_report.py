@@ -146,3 +146,11 @@ def test_remaining_rows_estimate_each_unfinished_cell_from_finished_runs_of_its_
     # the longest GPU estimate: the TC ST-CNN, from the 28x28 one scaled by (60 / 28)^2
     assert k["left_gpu_minutes"] == f"{60_000 * 0.01 * (60 / 28) ** 2 / 60:.0f}" and k["left_cells"] == str(len(rows))
     assert "<td>not started</td>" in report.remaining_html([tps])
+
+
+def test_table1_html_names_each_runs_profile_and_marks_the_cells_within_the_target():
+    best = {"R-fcn": {**run("R-fcn", 2.0), "profile": "adam"},  # paper 2.1: within
+            "TC-st-fcn-affine": {**run("TC-st-fcn-affine", 3.5, 400_000), "profile": "adam-400k", "wall_time_s": 9000.0}}
+    html = report.table1_html(best, profiles=True)
+    assert "150k p, 10 min, adam &#10003;" in html and "400k p, 2.5 h, adam-400k<" in html  # 3.5 > 1.5 x 2.0
+    assert "adam" not in report.table1_html(best)  # the chapter's own table names no profile

@@ -128,8 +128,9 @@ def st_vs_plain_html(results: dict[str, dict]) -> str:
                        "transformer model"], rows, escape=True, row_headers=True)
 
 
-def table1_html(results: dict[str, dict]) -> str:
-    """Paper vs ours for every Table 1 cell and the TC row, with each cell's compute."""
+def table1_html(results: dict[str, dict], profiles: bool = False) -> str:
+    """Paper vs ours for every Table 1 cell and the TC row, with each cell's compute (with ``profiles``, also the
+    profile each run comes from and a check mark where ours is within 1.5x of the paper's error)."""
     head = "".join(f"<th>{d} paper</th><th>{d} ours</th>" for d in COLUMNS)
     rows = []
     for arch, tf in ROWS:
@@ -137,11 +138,59 @@ def table1_html(results: dict[str, dict]) -> str:
         for k, d in enumerate(COLUMNS):
             paper = PAPER_TABLE1[(arch, tf)][k]
             m = results.get(cell_id(d, arch, tf))
+            extra = "" if not profiles or m is None else (
+                f", {html.escape(str(m.get('profile', '?')))}"
+                + (" &#10003;" if paper is not None and within(m["test_error"], paper) else ""))
             ours = "&ndash;" if m is None else (
-                f"<b>{m['test_error']:.2f}</b><br><small>{m['params'] / 1000:.0f}k p, {m['wall_time_s']:.0f} s</small>")
+                f"<b>{m['test_error']:.2f}</b><br><small>{m['params'] / 1000:.0f}k p, "
+                f"{_duration(m['wall_time_s'])}{extra}</small>")
             tds.append(f"<td>{'&ndash;' if paper is None else paper}</td><td>{ours}</td>")
         rows.append(f"<tr><th>{row_name(arch, tf)}</th>{''.join(tds)}</tr>")
     return (f"<table class='stn-table'><tr><th>% test error</th>{head}</tr>{''.join(rows)}</table>")
+
+
+def _duration(seconds: float) -> str:
+    """Examples:
+    >>> _duration(42), _duration(4200), _duration(9000)
+    ('42 s', '70 min', '2.5 h')
+    """
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def best_results() -> dict[str, dict]:
+    """Every Table 1 cell's committed run with the most training (steps x batch; on a tie, the later profile of
+    :data:`stnbook.glance.PROFILES`, so the paper's 400k parameters before 150k), each with its ``profile``: the
+    runs the landing page quotes."""
+    from stnbook.glance import Artifacts, table1_best_runs
+
+    return table1_best_runs(Artifacts())
+
+
+def best_key_numbers(best: dict[str, dict], prefix: str = "best") -> dict[str, str]:
+    """Keys ``<prefix>_*`` of the table of each cell's most-trained run: cells with a paper number (``total``), of
+    them run (``compared``) and within 1.5x of the paper (``within``), the median of ours / paper
+    (``median_ratio``), the paper's ordering (``better`` of ``comparisons``, :func:`st_vs_plain`) and the
+    profiles the runs come from (``profiles``, with counts).
+
+    Examples:
+        >>> k = best_key_numbers({"R-fcn": {"test_error": 2.0, "profile": "adam"},
+        ...                       "R-st-fcn-tps": {"test_error": 1.0, "profile": "adam-400k"}}, prefix="b")
+        >>> k["b_total"], k["b_compared"], k["b_within"], k["b_better"], k["b_comparisons"], k["b_profiles"]
+        ('36', '2', '2', '1', '1', 'adam 1, adam-400k 1')
+    """
+    paper = _paper_by_cell()
+    cells = [c for c, p in paper.items() if p is not None]
+    pairs = [(best[c]["test_error"], paper[c]) for c in cells if c in best]
+    ratios = sorted(o / p for o, p in pairs)
+    verdicts = st_vs_plain(best)
+    counts: dict[str, int] = {}
+    for m in best.values():
+        counts[m.get("profile", "?")] = counts.get(m.get("profile", "?"), 0) + 1
+    return {f"{prefix}_total": str(len(cells)), f"{prefix}_compared": str(len(pairs)),
+            f"{prefix}_within": str(sum(within(o, p) for o, p in pairs)),
+            f"{prefix}_median_ratio": f"{ratios[len(ratios) // 2]:.1f}" if ratios else "n/a",
+            f"{prefix}_better": str(sum(v["better"] for v in verdicts)), f"{prefix}_comparisons": str(len(verdicts)),
+            f"{prefix}_profiles": ", ".join(f"{p} {n}" for p, n in sorted(counts.items()))}
 
 
 def long_results() -> dict[str, dict]:
