@@ -386,7 +386,7 @@ def wide_key_numbers(adam: dict[str, dict], wide: dict[str, dict], prefix: str =
 def ink_kept(kind: str = "P", n: int | None = None) -> torch.Tensor:
     """(n,) the share of each fixed test digit's ink that survives its distortion: the distorted image warped
     back with the generator's own (known) transformation, its ink summed and divided by the clean digit's.
-    Parts moved off the canvas are lost; a digit squeezed into a sliver comes back blurred but keeps its ink
+    Parts moved off the canvas are lost; a digit squeezed into a sliver comes back blurred but keeps roughly its ink
     sum, so this counts what left the canvas, not what became unreadable. Projective distortions ("P") only.
 
     Examples:
