@@ -434,32 +434,54 @@ def severity_rows(wrong: dict[str, torch.Tensor], kept: torch.Tensor, drops: Seq
     return out
 
 
+def _severity_name(name: str) -> tuple[str, str]:
+    """("P-st-fcn-affine, 400k") -> ("P-st-fcn-affine", "P ST-FCN Aff, 400k"): the cell id and the name shown."""
+    cell, _, extra = name.partition(", ")
+    return cell, _cell_name(cell) + (f", {extra}" if extra else "")
+
+
 def severity_html(rows: list[dict], kept: torch.Tensor) -> str:
-    """HTML: per model of :func:`severity_rows` (named by cell id), the paper's error, ours on all images and
-    without the d% that keep least of their digit (the share of its errors in those d% below)."""
+    """HTML: per model of :func:`severity_rows` (named by cell id, optionally followed by ", <what>", e.g.
+    "P-fcn, 150k"), the paper's error, ours on all images and without the d% that keep least of their digit (the
+    share of its errors in those d% below)."""
     paper = _paper_by_cell()
     drops = list(rows[0]["without"]) if rows else []
     order = kept.sort().values
     heads = ["% test error", "paper", "ours, all"] + [
         f"without the {d}% least kept (digits keeping &lt; {100 * order[round(len(order) * d / 100)].item():.0f}% of their ink)"
         for d in drops]
-    body = [[html.escape(_cell_name(r["name"])), "&ndash;" if paper.get(r["name"]) is None else f"{paper[r['name']]:g}",
-             f"<b>{r['all']:.2f}</b>"]
-            + [f"<b>{r['without'][d]:.2f}</b><br><small>{r['share'][d]:.0f}% of its errors left out</small>" for d in drops]
-            for r in rows]
+    body = []
+    for r in rows:
+        cell, shown = _severity_name(r["name"])
+        body.append([html.escape(shown), "&ndash;" if paper.get(cell) is None else f"{paper[cell]:g}", f"<b>{r['all']:.2f}</b>"]
+                    + [f"<b>{r['without'][d]:.2f}</b><br><small>{r['share'][d]:.0f}% of its errors left out</small>"
+                       for d in drops])
     return html_table(heads, body)
 
 
 def severity_key_numbers(rows: list[dict], kept: torch.Tensor, prefix: str = "psev") -> dict[str, str]:
     """Keys ``<prefix>_*``: the share of P test digits that keep less than half (``half``) and less than 90% of their
-    ink (``ninety``, % of images), and for the best model (lowest error) its error on all images (``best_all``), without the
-    largest drop (``best_without``, with ``drop`` the %) and the share of its errors there (``best_share``)."""
+    ink (``ninety``, % of images), and for the best model (lowest error; ``best``, its name as shown) its error on all
+    images (``best_all``), without the largest drop (``best_without``, with ``drop`` the %), that error over the
+    paper's (``best_ratio``) and the share of its errors in the images left out (``best_share``).
+
+    Examples:
+        >>> rows = severity_rows({"P-fcn, 150k": torch.tensor([True, False, False, True])},
+        ...                      torch.tensor([0.1, 1.0, 1.0, 0.9]), drops=(25,))
+        >>> k = severity_key_numbers(rows, torch.tensor([0.1, 1.0, 1.0, 0.9]), prefix="s")
+        >>> k["s_best"], k["s_best_without"], k["s_best_ratio"], k["s_best_share"]
+        ('P FCN, 150k', '33.33', '10.8', '50')
+    """
     best = min(rows, key=lambda r: r["all"])
     d = max(best["without"])
+    cell, shown = _severity_name(best["name"])
+    ref = _paper_by_cell().get(cell)
     return {f"{prefix}_half": f"{100 * (kept < 0.5).float().mean().item():.1f}",
             f"{prefix}_ninety": f"{100 * (kept < 0.9).float().mean().item():.1f}",
-            f"{prefix}_best": best["name"], f"{prefix}_best_all": f"{best['all']:.2f}", f"{prefix}_drop": str(d),
-            f"{prefix}_best_without": f"{best['without'][d]:.2f}", f"{prefix}_best_share": f"{best['share'][d]:.0f}"}
+            f"{prefix}_best": shown, f"{prefix}_best_all": f"{best['all']:.2f}", f"{prefix}_drop": str(d),
+            f"{prefix}_best_without": f"{best['without'][d]:.2f}",
+            f"{prefix}_best_ratio": "n/a" if not ref else f"{best['without'][d] / ref:.1f}",
+            f"{prefix}_best_share": f"{best['share'][d]:.0f}"}
 
 
 # ---- what the unfinished cells would cost -------------------------------------------------------------------
