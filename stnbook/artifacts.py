@@ -160,6 +160,16 @@ def plot_eval_curves(runs: dict[str, dict], paper: dict[str, float | None], name
     return fig
 
 
+def machine_name(hardware: dict) -> str:
+    """A run segment's machine in short: the GPU, else the CPU model without its trademark noise.
+
+    Examples:
+        >>> machine_name({"cpu_model": "Intel(R) Xeon(R) Processor"}), machine_name({"cuda_device": "NVIDIA H200"})
+        ('Intel Xeon', 'NVIDIA H200')
+    """
+    return hardware.get("cuda_device") or (hardware.get("cpu_model") or "?").replace("(R)", "").replace(" Processor", "")
+
+
 def compute_where(m: dict) -> str:
     """Where a run's steps were trained, from its compute segments: "60,000 steps on Intel Xeon" or, for a run
     continued on other hardware, each device's share ("44k on NVIDIA H200, 16k on Intel Xeon").
@@ -175,8 +185,7 @@ def compute_where(m: dict) -> str:
     """
     shares: dict[str, int] = {}
     for sg in m.get("segments") or []:
-        hw = sg.get("hardware") or {}
-        where = hw.get("cuda_device") or (hw.get("cpu_model") or "?").replace("(R)", "").replace(" Processor", "")
+        where = machine_name(sg.get("hardware") or {})
         shares[where] = shares.get(where, 0) + sg["to_step"] - sg["from_step"]
     if not shares:
         return "" if m.get("steps") is None else f"{m['steps']:,} steps"

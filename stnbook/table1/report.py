@@ -16,6 +16,7 @@ import torch
 from stnbook import artifacts as common
 from stnbook.experiments import load_results
 from stnbook.figures import COLORS, draw_outline, html_table, imshow
+from stnbook.glance import duration
 from stnbook.paths import load_mnist
 from stnlib.data.distortions import DISTORTIONS, fixed_test_set
 from stnlib.geometry import sampling_outline
@@ -143,18 +144,10 @@ def table1_html(results: dict[str, dict], profiles: bool = False) -> str:
                 + (" &#10003;" if paper is not None and within(m["test_error"], paper) else ""))
             ours = "&ndash;" if m is None else (
                 f"<b>{m['test_error']:.2f}</b><br><small>{m['params'] / 1000:.0f}k p, "
-                f"{_duration(m['wall_time_s'])}{extra}</small>")
+                f"{duration(m['wall_time_s'])}{extra}</small>")
             tds.append(f"<td>{'&ndash;' if paper is None else paper}</td><td>{ours}</td>")
         rows.append(f"<tr><th>{row_name(arch, tf)}</th>{''.join(tds)}</tr>")
     return (f"<table class='stn-table'><tr><th>% test error</th>{head}</tr>{''.join(rows)}</table>")
-
-
-def _duration(seconds: float) -> str:
-    """Examples:
-    >>> _duration(42), _duration(4200), _duration(9000)
-    ('42 s', '70 min', '2.5 h')
-    """
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def best_results() -> dict[str, dict]:
@@ -178,15 +171,14 @@ def best_key_numbers(best: dict[str, dict], prefix: str = "best") -> dict[str, s
         >>> k["b_total"], k["b_compared"], k["b_within"], k["b_better"], k["b_comparisons"], k["b_profiles"]
         ('36', '2', '2', '1', '1', 'adam 1, adam-400k 1')
     """
-    paper = _paper_by_cell()
-    cells = [c for c, p in paper.items() if p is not None]
-    pairs = [(best[c]["test_error"], paper[c]) for c in cells if c in best]
+    total = sum(p is not None for p in _paper_by_cell().values())
+    pairs = [(o, p) for _, o, p in gaps(best)]
     ratios = sorted(o / p for o, p in pairs)
     verdicts = st_vs_plain(best)
     counts: dict[str, int] = {}
     for m in best.values():
         counts[m.get("profile", "?")] = counts.get(m.get("profile", "?"), 0) + 1
-    return {f"{prefix}_total": str(len(cells)), f"{prefix}_compared": str(len(pairs)),
+    return {f"{prefix}_total": str(total), f"{prefix}_compared": str(len(pairs)),
             f"{prefix}_within": str(sum(within(o, p) for o, p in pairs)),
             f"{prefix}_median_ratio": f"{ratios[len(ratios) // 2]:.1f}" if ratios else "n/a",
             f"{prefix}_better": str(sum(v["better"] for v in verdicts)), f"{prefix}_comparisons": str(len(verdicts)),
@@ -238,17 +230,24 @@ def within(ours: float, paper: float, factor: float = 1.5) -> bool:
     return ours <= factor * paper
 
 
-def adam_table_html(full: dict[str, dict], adam: dict[str, dict]) -> str:
-    """Per adam-profile cell: the paper, ours in the full and in the adam profile (compute and parameters under
-    each), a check mark where ours is within 1.5x of the paper."""
+def _sizes_table_html(base: dict[str, dict], runs: dict[str, dict], labels: tuple[str, str], widths: bool) -> str:
+    """Per cell of ``runs``: the paper, ours in ``base`` and in ``runs`` (compute, parameters and, with ``widths``,
+    the classifier's width under each), a check mark where ours is within 1.5x of the paper."""
     paper = _paper_by_cell()
 
     def note(m: dict) -> str:
         ref = paper.get(m["cell"])
         mark = "" if ref is None else (" &#10003; within 1.5x" if within(m["test_error"], ref) else "")
-        return f"<br><small>{m['params'] / 1000:.0f}k parameters{mark}</small>"
+        width = f", classifier width {m['width']}" if widths and m.get("width") is not None else ""
+        return f"<br><small>{m['params'] / 1000:.0f}k parameters{width}{mark}</small>"
 
-    return common.profiles_html(full, adam, paper, _cell_name, note=note, labels=("full", "adam"))
+    return common.profiles_html(base, runs, paper, _cell_name, note=note, labels=labels)
+
+
+def adam_table_html(full: dict[str, dict], adam: dict[str, dict]) -> str:
+    """Per adam-profile cell: the paper, ours in the full and in the adam profile (compute and parameters under
+    each), a check mark where ours is within 1.5x of the paper."""
+    return _sizes_table_html(full, adam, ("full", "adam"), widths=False)
 
 
 def adam_key_numbers(full: dict[str, dict], adam: dict[str, dict]) -> dict[str, str]:
@@ -335,15 +334,7 @@ def wide_results() -> dict[str, dict]:
 
 def wide_table_html(adam: dict[str, dict], wide: dict[str, dict]) -> str:
     """Per adam-400k cell: the paper, ours at 150k (adam) and at 400k parameters, a check mark within 1.5x."""
-    paper = _paper_by_cell()
-
-    def note(m: dict) -> str:
-        ref = paper.get(m["cell"])
-        mark = "" if ref is None else (" &#10003; within 1.5x" if within(m["test_error"], ref) else "")
-        width = f", classifier width {m['width']}" if m.get("width") is not None else ""
-        return f"<br><small>{m['params'] / 1000:.0f}k parameters{width}{mark}</small>"
-
-    return common.profiles_html(adam, wide, paper, _cell_name, note=note, labels=("150k (adam)", "400k (adam-400k)"))
+    return _sizes_table_html(adam, wide, ("150k (adam)", "400k (adam-400k)"), widths=True)
 
 
 def wide_key_numbers(adam: dict[str, dict], wide: dict[str, dict], prefix: str = "wide") -> dict[str, str]:
@@ -486,13 +477,16 @@ def severity_key_numbers(rows: list[dict], kept: torch.Tensor, prefix: str = "ps
 
 # ---- what the unfinished cells would cost -------------------------------------------------------------------
 
+def _on_gpu(segment: dict) -> bool:
+    return str((segment.get("hardware") or {}).get("device", "cpu")).startswith("cuda")
+
+
 def _seconds_per_step(runs: Sequence[dict], gpu: bool) -> float | None:
     """Wall seconds per step over the compute segments of ``runs`` on a GPU (``gpu``) or on a CPU thread."""
     wall = steps = 0.0
     for m in runs:
         for sg in m.get("segments") or []:
-            on_gpu = str((sg.get("hardware") or {}).get("device", "cpu")).startswith("cuda")
-            if on_gpu == gpu and sg["to_step"] > sg["from_step"]:
+            if _on_gpu(sg) == gpu and sg["to_step"] > sg["from_step"]:
                 wall += sg["wall_time_s"]
                 steps += sg["to_step"] - sg["from_step"]
     return wall / steps if steps else None
@@ -531,9 +525,8 @@ def remaining_rows(profile: str = "adam", seed: int = 0, root=None) -> list[dict
             row["cpu_hours"] = None if cpu is None else cpu * scale * left / 3600
             row["gpu_minutes"] = None if gpu is None else gpu * scale * left / 60
             names = sorted({_cell_name(m["cell"]) for m in basis})
-            cpus = sorted({(sg.get("hardware") or {}).get("cpu_model", "?").replace("(R)", "").replace(" Processor", "")
-                           for m in basis for sg in m.get("segments") or []
-                           if not str((sg.get("hardware") or {}).get("device", "cpu")).startswith("cuda")})
+            cpus = sorted({common.machine_name(sg.get("hardware") or {})
+                           for m in basis for sg in m.get("segments") or [] if not _on_gpu(sg)})
             row["basis"] = (", ".join(names) + (f" (CPU: {', '.join(cpus)})" if cpus else "")
                             + ("" if scale == 1 else f", x{scale:.1f} for the larger canvas"))
         out.append(row)
