@@ -16,7 +16,7 @@ import torch
 from stnbook import artifacts as common
 from stnbook.experiments import load_results
 from stnbook.figures import COLORS, draw_outline, html_table, imshow
-from stnbook.glance import duration
+from stnbook.glance import Artifacts, duration, table1_best_runs
 from stnbook.paths import load_mnist
 from stnlib.data.distortions import DISTORTIONS, fixed_test_set
 from stnlib.geometry import sampling_outline
@@ -154,8 +154,6 @@ def best_results() -> dict[str, dict]:
     """Every Table 1 cell's committed run with the most training (steps x batch; on a tie, the later profile of
     :data:`stnbook.glance.PROFILES`, so the paper's 400k parameters before 150k), each with its ``profile``: the
     runs the landing page quotes."""
-    from stnbook.glance import Artifacts, table1_best_runs
-
     return table1_best_runs(Artifacts())
 
 
