@@ -35,8 +35,14 @@ stamp=.venv/.stnbook-installed
 want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "==> installing pinned packages (requirements.txt; torch is large, a first install takes a few minutes)"
+  # A first install puts about 6 GB in .venv (torch's CUDA build): say so when the disk is short.
+  free_gb=$("$VPY" -c 'import shutil; print(shutil.disk_usage(".venv").free // 2**30)')
+  if [ "$free_gb" -lt 8 ]; then
+    echo "==> warning: $free_gb GB free beside .venv; a first install needs about 7 GB" >&2
+  fi
   # (grep drops the notices some pip configurations print for every package missing from a local index)
-  "$VPY" -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
+  "$VPY" -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | { grep -v "^WARNING: Location" || true; } \
+    || { echo "setup.sh: pip install -r requirements.txt failed ($("$VPY" -c 'import shutil; print(shutil.disk_usage(".venv").free // 2**30)') GB free beside .venv; a first install needs about 7 GB)" >&2; exit 1; }
   "$VPY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | { grep -v "^WARNING: Location" || true; }
   echo "$want" > "$stamp"
 else
