@@ -42,7 +42,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   fi
   # (grep drops the notices some pip configurations print for every package missing from a local index)
   "$VPY" -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | { grep -v "^WARNING: Location" || true; } \
-    || { echo "setup.sh: pip install -r requirements.txt failed ($("$VPY" -c 'import shutil; print(shutil.disk_usage(".venv").free // 2**30)') GB free beside .venv; a first install needs about 7 GB)" >&2; exit 1; }
+    || { echo "setup.sh: pip install -r requirements.txt failed ($free_gb GB was free beside .venv before it; a first install needs about 7 GB)" >&2; exit 1; }
   "$VPY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | { grep -v "^WARNING: Location" || true; }
   echo "$want" > "$stamp"
 else
