@@ -146,6 +146,19 @@ def test_remaining_rows_estimate_each_unfinished_cell_from_finished_runs_of_its_
     # the longest GPU estimate: the TC ST-CNN, from the 28x28 one scaled by (60 / 28)^2
     assert k["left_gpu_minutes"] == f"{60_000 * 0.01 * (60 / 28) ** 2 / 60:.0f}" and k["left_cells"] == str(len(rows))
     assert "<td>not started</td>" in report.remaining_html([tps])
+    # further seeds of chosen cells: seed 1 of RTS CNN is finished, seed 1 of the R ST-CNN affine is not
+    more = report.remaining_rows("adam", seed=1, root=tmp_path, cells=("RTS-cnn", "R-st-cnn-affine", "R-st-cnn-tps"))
+    assert [(r["cell"], r["seed"]) for r in more] == [("R-st-cnn-affine", 1), ("R-st-cnn-tps", 1)]
+    assert [r["cpu_hours"] for r in more] == pytest.approx([60_000 * 0.1 / 3600] * 2)  # from seed 0's run
+    assert "<td>R ST-CNN Aff</td><td>1</td>" in report.remaining_html(more)
+    with pytest.raises(ValueError, match="unknown Table 1 cells.*R-st-cnn-tsp"):
+        report.remaining_rows("adam", root=tmp_path, cells=("R-st-cnn-tsp",))
+
+
+def test_seed_wanted_cells_are_the_r_and_rts_cnn_and_every_st_cnn():
+    assert set(report.SEED_CELLS) <= set(report.SEED_WANTED_CELLS)
+    assert sorted(report.SEED_WANTED_CELLS) == sorted(f"{d}-{m}" for d in ("R", "RTS") for m in
+                                                      ("cnn", "st-cnn-affine", "st-cnn-projective", "st-cnn-tps"))
 
 
 def test_table1_html_names_each_runs_profile_and_marks_the_cells_within_the_target():

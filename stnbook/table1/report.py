@@ -490,30 +490,36 @@ def _seconds_per_step(runs: Sequence[dict], gpu: bool) -> float | None:
     return wall / steps if steps else None
 
 
-def remaining_rows(profile: str = "adam", seed: int = 0, root=None) -> list[dict]:
-    """Every Table 1 cell of ``profile`` (one seed) without an artifact: where it stands (``step`` of ``of``) and
-    what its remaining steps would cost, estimated from the measured compute segments of the profile's finished
+def remaining_rows(profile: str = "adam", seed: int = 0, root=None, cells: Sequence[str] | None = None) -> list[dict]:
+    """Every Table 1 cell of ``profile`` (one ``seed``; only ``cells`` when given) without an artifact: where it
+    stands (``step`` of ``of``) and what its remaining steps would cost, estimated from the measured compute segments of the profile's finished
     runs (any seed) of the same kind (plain or ST, fully connected or convolutional) on the same canvas
     (``basis``): one CPU thread (``cpu_hours``) and one GPU shared with the other runs of a batch (``gpu_minutes``,
     None when no such run was measured). With no run on the same canvas the nearest smaller canvas's cost is
     scaled by the ratio of pixels (``basis`` says so). ``root``: the results folder (default the repository's)."""
     from stnbook.experiments import cell_status, get_cells
 
-    cells = get_cells("table1")
+    every = get_cells("table1")
+    unknown = sorted(set(cells or ()) - {c.id for c in every})
+    if unknown:
+        raise ValueError(f"unknown Table 1 cells {unknown}; expected ids such as 'R-st-cnn-tps'")
     done = [m for s in SEEDS for m in load_results("table1", profile, root=root, seed=s).values()]
-    canvas = {c.id: DISTORTIONS[c.task].canvas for c in cells}
+    canvas = {c.id: DISTORTIONS[c.task].canvas for c in every}
 
     def kind(cell: str) -> str:
         return ("st-" if "-st-" in cell else "") + ("cnn" if "cnn" in cell else "fcn")
 
     out = []
-    for c in cells:
+    for c in every:
+        if cells is not None and c.id not in cells:
+            continue
         st = cell_status(c, profile, root=root, seed=seed)
         if st["state"] == "finished":
             continue
         same = [m for m in done if kind(m["cell"]) == kind(c.id)]
         sizes = sorted({canvas[m["cell"]] for m in same if canvas[m["cell"]] <= canvas[c.id]})
-        row = {"cell": c.id, "step": st["step"] or 0, "of": st["of"], "cpu_hours": None, "gpu_minutes": None, "basis": ""}
+        row = {"cell": c.id, "seed": seed, "step": st["step"] or 0, "of": st["of"], "cpu_hours": None,
+               "gpu_minutes": None, "basis": ""}
         if sizes:
             ref = sizes[-1]
             basis = [m for m in same if canvas[m["cell"]] == ref]
@@ -533,11 +539,11 @@ def remaining_rows(profile: str = "adam", seed: int = 0, root=None) -> list[dict
 
 def remaining_html(rows: list[dict]) -> str:
     """HTML: per unfinished cell (:func:`remaining_rows`), where it stands and its estimated compute."""
-    body = [[html.escape(_cell_name(r["cell"])), "not started" if not r["step"] else f"step {r['step']:,} of {r['of']:,}",
+    body = [[html.escape(_cell_name(r["cell"])), str(r.get("seed", 0)), "not started" if not r["step"] else f"step {r['step']:,} of {r['of']:,}",
              "&ndash;" if r["cpu_hours"] is None else f"{r['cpu_hours']:.1f}",
              "&ndash;" if r["gpu_minutes"] is None else f"{r['gpu_minutes']:.0f}", html.escape(r["basis"])]
             for r in rows]
-    return html_table(["cell", "where it stands", "CPU hours left (one thread)", "GPU minutes left (one GPU shared by all)",
+    return html_table(["cell", "seed", "where it stands", "CPU hours left (one thread)", "GPU minutes left (one GPU shared by all)",
                        "estimated from the measured steps of"], body)
 
 
@@ -550,17 +556,24 @@ def remaining_key_numbers(rows: list[dict], prefix: str = "left") -> dict[str, s
         >>> k = remaining_key_numbers([{"cpu_hours": 2.0, "gpu_minutes": 7.0}, {"cpu_hours": 1.5, "gpu_minutes": None}])
         >>> k["left_cells"], k["left_cpu_hours"], k["left_gpu_minutes"], k["left_gpu_cells"]
         ('2', '3.5', '7', '1')
+        >>> remaining_key_numbers([])["left_cpu_hours"]  # nothing left
+        '0.0'
+        >>> remaining_key_numbers([{"cpu_hours": None, "gpu_minutes": None}])["left_cpu_hours"]  # left, not measured
+        'n/a'
     """
     cpu = [r["cpu_hours"] for r in rows if r["cpu_hours"] is not None]
     gpu = [r["gpu_minutes"] for r in rows if r["gpu_minutes"] is not None]
-    return {f"{prefix}_cells": str(len(rows)), f"{prefix}_cpu_hours": f"{sum(cpu):.1f}" if cpu else "n/a",
-            f"{prefix}_gpu_minutes": f"{max(gpu):.0f}" if gpu else "n/a", f"{prefix}_gpu_cells": str(len(gpu))}
+    return {f"{prefix}_cells": str(len(rows)), f"{prefix}_cpu_hours": f"{sum(cpu):.1f}" if cpu or not rows else "n/a",
+            f"{prefix}_gpu_minutes": f"{max(gpu, default=0):.0f}" if gpu or not rows else "n/a",
+            f"{prefix}_gpu_cells": str(len(gpu))}
 
 
 # ---- seeds ------------------------------------------------------------------------------------------------
 
 SEED_CELLS = ("R-cnn", "R-st-cnn-affine", "RTS-cnn", "RTS-st-cnn-affine")
 SEEDS = (0, 1, 2)
+# the rows of R and RTS whose mean and spread over SEEDS the reproduction wants: the CNN and every ST-CNN
+SEED_WANTED_CELLS = tuple(cell_id(d, "cnn", t) for d in ("R", "RTS") for t in (None, "affine", "projective", "tps"))
 
 
 def seed_results(profile: str = "adam", seeds: Sequence[int] = SEEDS) -> dict[int, dict[str, dict]]:
