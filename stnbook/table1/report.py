@@ -492,11 +492,12 @@ def _seconds_per_step(runs: Sequence[dict], gpu: bool) -> float | None:
 
 def remaining_rows(profile: str = "adam", seed: int = 0, root=None, cells: Sequence[str] | None = None) -> list[dict]:
     """Every Table 1 cell of ``profile`` (one ``seed``; only ``cells`` when given) without an artifact: where it
-    stands (``step`` of ``of``) and what its remaining steps would cost, estimated from the measured compute segments of the profile's finished
-    runs (any seed) of the same kind (plain or ST, fully connected or convolutional) on the same canvas
-    (``basis``): one CPU thread (``cpu_hours``) and one GPU shared with the other runs of a batch (``gpu_minutes``,
-    None when no such run was measured). With no run on the same canvas the nearest smaller canvas's cost is
-    scaled by the ratio of pixels (``basis`` says so). ``root``: the results folder (default the repository's)."""
+    stands (``step`` of ``of``) and what its remaining steps would cost, estimated from the measured compute
+    segments of the profile's finished runs (any seed) of the same kind (plain or ST, fully connected or
+    convolutional) on the same canvas (``basis``): one CPU thread (``cpu_hours``) and one GPU shared with the
+    other runs of a batch (``gpu_minutes``, None when no such run was measured). With no run on the same canvas
+    the nearest smaller canvas's cost is scaled by the ratio of pixels (``basis`` says so). ``root``: the results
+    folder (default the repository's). Raises ValueError for an unknown cell id."""
     from stnbook.experiments import cell_status, get_cells
 
     every = get_cells("table1")
@@ -539,12 +540,13 @@ def remaining_rows(profile: str = "adam", seed: int = 0, root=None, cells: Seque
 
 def remaining_html(rows: list[dict]) -> str:
     """HTML: per unfinished cell (:func:`remaining_rows`), where it stands and its estimated compute."""
-    body = [[html.escape(_cell_name(r["cell"])), str(r.get("seed", 0)), "not started" if not r["step"] else f"step {r['step']:,} of {r['of']:,}",
+    body = [[html.escape(_cell_name(r["cell"])), str(r.get("seed", 0)),
+             "not started" if not r["step"] else f"step {r['step']:,} of {r['of']:,}",
              "&ndash;" if r["cpu_hours"] is None else f"{r['cpu_hours']:.1f}",
              "&ndash;" if r["gpu_minutes"] is None else f"{r['gpu_minutes']:.0f}", html.escape(r["basis"])]
             for r in rows]
-    return html_table(["cell", "seed", "where it stands", "CPU hours left (one thread)", "GPU minutes left (one GPU shared by all)",
-                       "estimated from the measured steps of"], body)
+    return html_table(["cell", "seed", "where it stands", "CPU hours left (one thread)",
+                       "GPU minutes left (one GPU shared by all)", "estimated from the measured steps of"], body)
 
 
 def remaining_key_numbers(rows: list[dict], prefix: str = "left") -> dict[str, str]:
