@@ -540,7 +540,7 @@ def remaining_rows(profile: str = "adam", seed: int = 0, root=None, cells: Seque
 
 def remaining_html(rows: list[dict]) -> str:
     """HTML: per unfinished cell (:func:`remaining_rows`), where it stands and its estimated compute."""
-    body = [[html.escape(_cell_name(r["cell"])), str(r.get("seed", 0)),
+    body = [[html.escape(_cell_name(r["cell"])), str(r["seed"]),
              "not started" if not r["step"] else f"step {r['step']:,} of {r['of']:,}",
              "&ndash;" if r["cpu_hours"] is None else f"{r['cpu_hours']:.1f}",
              "&ndash;" if r["gpu_minutes"] is None else f"{r['gpu_minutes']:.0f}", html.escape(r["basis"])]
