@@ -151,6 +151,8 @@ def test_remaining_rows_estimate_each_unfinished_cell_from_finished_runs_of_its_
     assert [(r["cell"], r["seed"]) for r in more] == [("R-st-cnn-affine", 1), ("R-st-cnn-tps", 1)]
     assert [r["cpu_hours"] for r in more] == pytest.approx([60_000 * 0.1 / 3600] * 2)  # from seed 0's run
     assert "<td>R ST-CNN Aff</td><td>1</td>" in report.remaining_html(more)
+    assert report.remaining_sentence(more, "runs of seed 1") == (
+        "2 runs of seed 1 remain: about 3.3 hours of one CPU thread, or about 10 minutes side by side on one GPU.")
     with pytest.raises(ValueError, match="unknown Table 1 cells.*R-st-cnn-tsp"):
         report.remaining_rows("adam", root=tmp_path, cells=("R-st-cnn-tsp",))
 

@@ -570,6 +570,27 @@ def remaining_key_numbers(rows: list[dict], prefix: str = "left") -> dict[str, s
             f"{prefix}_gpu_cells": str(len(gpu))}
 
 
+def remaining_sentence(rows: list[dict], what: str) -> str:
+    """One sentence for the chapter on what ``rows`` (:func:`remaining_rows`) still cost, ``what`` naming them.
+
+    Examples:
+        >>> remaining_sentence([{"cpu_hours": 2.0, "gpu_minutes": 7.0}, {"cpu_hours": 1.5, "gpu_minutes": None}],
+        ...                    "cells of seed 0")
+        '2 cells of seed 0 remain: about 3.5 hours of one CPU thread, or about 7 minutes side by side on one GPU.'
+        >>> remaining_sentence([{"cpu_hours": 1.0, "gpu_minutes": None}], "runs of seeds 1 and 2")
+        'One of the runs of seeds 1 and 2 remains: about 1.0 hours of one CPU thread.'
+        >>> remaining_sentence([], "cells of seed 0")
+        'Every one of the cells of seed 0 has finished.'
+    """
+    if not rows:
+        return f"Every one of the {what} has finished."
+    k = remaining_key_numbers(rows, prefix="k")
+    head = f"{len(rows)} {what} remain" if len(rows) > 1 else f"One of the {what} remains"
+    cost = "" if k["k_cpu_hours"] == "n/a" else f": about {k['k_cpu_hours']} hours of one CPU thread"
+    gpu = "" if k["k_gpu_cells"] == "0" else f", or about {k['k_gpu_minutes']} minutes side by side on one GPU"
+    return head + cost + (gpu if cost else "") + "."
+
+
 # ---- seeds ------------------------------------------------------------------------------------------------
 
 SEED_CELLS = ("R-cnn", "R-st-cnn-affine", "RTS-cnn", "RTS-st-cnn-affine")
