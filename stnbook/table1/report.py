@@ -580,10 +580,10 @@ def remaining_sentence(rows: list[dict], what: str) -> str:
         >>> remaining_sentence([{"cpu_hours": 1.0, "gpu_minutes": None}], "runs of seeds 1 and 2")
         'One of the runs of seeds 1 and 2 remains: about 1.0 hours of one CPU thread.'
         >>> remaining_sentence([], "cells of seed 0")
-        'Every one of the cells of seed 0 has finished.'
+        'All the cells of seed 0 have finished.'
     """
     if not rows:
-        return f"Every one of the {what} has finished."
+        return f"All the {what} have finished."
     k = remaining_key_numbers(rows, prefix="k")
     head = f"{len(rows)} {what} remain" if len(rows) > 1 else f"One of the {what} remains"
     cost = "" if k["k_cpu_hours"] == "n/a" else f": about {k['k_cpu_hours']} hours of one CPU thread"
