@@ -55,8 +55,9 @@ def test_minimal_cell_equals_stnlib_spatial_transformer(minimal_class, shape):
     catch a wrong formula; in float64 they agree to about 1e-12."""
     gen = torch.Generator().manual_seed(sum(shape))
     b, c, h, w = shape
-    torch.manual_seed(sum(shape))  # the localisation layer's initial weights, independent of earlier tests
-    loc_net = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 16), nn.Tanh()).double()
+    with torch.random.fork_rng(devices=[]):  # the localisation layer's initial weights, independent of other tests
+        torch.manual_seed(sum(shape))
+        loc_net = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 16), nn.Tanh()).double()
     mini = minimal_class(loc_net, 16).double()
     with torch.no_grad():
         mini.head.weight.copy_(0.05 * torch.randn(6, 16, generator=gen))
