@@ -169,3 +169,53 @@ def test_table1_html_names_each_runs_profile_and_marks_the_cells_within_the_targ
     html = report.table1_html(best, profiles=True)
     assert "150k p, 10 min, adam &#10003;" in html and "400k p, 2.5 h, adam-400k<" in html  # 3.5 > 1.5 x 2.0
     assert "adam" not in report.table1_html(best)  # the chapter's own table names no profile
+
+
+def test_clutter_on_digit_counts_the_patches_that_share_a_pixel_with_the_digits_box():
+    data = report.test_set("TC", 40)
+    p = data["params"]
+    size, patch = int(p["canvas"][0]), int(p["clutter_size"][0])
+    got = report.clutter_on_digit(data["box"], p["clutter_pos"], p["clutter_size"])
+    corner = (p["translation"] + (size - 28) / 2).long()  # the digit's top-left pixel (x, y)
+    for i in range(len(got)):
+        digit = torch.zeros(size, size, dtype=torch.bool)
+        digit[corner[i, 1]:corner[i, 1] + 28, corner[i, 0]:corner[i, 0] + 28] = True
+        want = sum(bool(digit[y:y + patch, x:x + patch].any()) for x, y in p["clutter_pos"][i].tolist())
+        assert got[i].item() == want
+    assert got.min() >= 0 and got.max() <= p["clutter_pos"].shape[1] and got.float().mean() > 0
+
+
+def test_tc_failure_verdict_separates_underfitting_from_a_generalisation_gap():
+    def failure(train, test):
+        return {"curves": {}, "train": {"CNN": train}, "test": {"CNN": test}}
+
+    assert report.tc_failure_key_numbers(failure(10.3, 10.5))["tcf_verdict"].endswith("it underfits.")
+    assert report.tc_failure_key_numbers(failure(2.0, 10.5))["tcf_verdict"].endswith("it does not simply underfit.")
+    k = report.tc_failure_key_numbers(None)
+    assert k["tcf_cnn_test"] == "n/a" and k["tcf_verdict"] == "Its training error was not logged."
+
+
+def test_outside_rows_name_a_lever_per_cell_and_estimate_the_paper_size_from_a_measured_run():
+    def metrics(cell, error, train, params=150_000, arch="cnn", side=60):
+        return {"cell": cell, "test_error": error, "params": params, "steps": 60_000, "profile": "adam",
+                "width": 45 if arch == "cnn" else 41,
+                "model_config": {"arch": arch, "transform": None, "in_size": [side, side], "in_channels": 1,
+                                 "num_classes": 10, "param_budget": 150_000},
+                "segments": [{"from_step": 0, "to_step": 60_000, "wall_time_s": 3600.0, "hardware": {"device": "cpu"}}],
+                "history": [{"step": 60_000, "error": train}],
+                "eval_history": [{"step": 40_000, "error": error + 1.0}, {"step": 60_000, "error": error}]}
+
+    best = {"TC-cnn": metrics("TC-cnn", 10.5, 10.3),  # 3.0x, underfits below 400k: capacity
+            "TC-fcn": metrics("TC-fcn", 26.0, 26.1, 400_000, "fcn"),  # 1.97x, underfits at 400k: steps
+            "P-cnn": metrics("P-cnn", 3.5, 3.8, side=28),  # P: the data
+            "E-cnn": metrics("E-cnn", 2.8, 0.5, side=28),  # 2.0x, trains far below its test error: other
+            "R-cnn": metrics("R-cnn", 1.0, 1.0, side=28)}  # within 1.5x: not listed
+    rows = report.outside_rows(best)
+    assert [r["cell"] for r in rows] == ["TC-cnn", "P-cnn", "E-cnn", "TC-fcn"]  # worst ratio first
+    assert [r["lever"] for r in rows] == ["capacity", "data", "other", "steps"]
+    assert rows[0]["late_drop"] == pytest.approx(1.0) and rows[0]["train"] == 10.3
+    hours, ratio = rows[0]["estimate"]
+    assert ratio > 2 and hours == pytest.approx(ratio)  # one measured hour for the run, scaled by multiply-adds
+    assert all(r["estimate"] is None for r in rows[1:])
+    html = report.outside_html(rows)
+    assert "--profile adam-400k --cells TC-cnn" in html and "mostly the data" in html and "3.00x" in html

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 
 import matplotlib.pyplot as plt
@@ -819,6 +820,236 @@ def shortfall_key_numbers(results: dict[str, dict]) -> dict[str, str]:
         out.update(table1_st_cnn_min=f"{cnn[0]:.1f}", table1_st_cnn_max=f"{cnn[-1]:.1f}")
     out.update(table1_better=str(sum(c["better"] for c in verdicts)), table1_comparisons=str(len(verdicts)))
     return out
+
+
+# ---- what stays outside 1.5x, and why -------------------------------------------------------------------
+
+TC_SHIFT_EDGES = (0, 4, 8, 12, 17)  # px from the canvas centre to the digit's, largest axis (at most 16 on TC)
+TC_CLUTTER_EDGES = (0, 1, 2, 3, 7)  # clutter patches on the digit's box: none, 1, 2, 3 or more (of six)
+UNDERFIT = 0.9  # training error at least this fraction of the test error: the model underfits
+
+
+def clutter_on_digit(box: torch.Tensor, clutter_pos: torch.Tensor, clutter_size: torch.Tensor) -> torch.Tensor:
+    """(N,) how many of each image's clutter patches overlap its digit's box by at least one pixel.
+
+    Args:
+        box: (N, 4) the digit's box (x0, y0, x1, y1) in canvas pixels, pixel centres at integers
+            (:func:`stnlib.data.distortions.digit_box`).
+        clutter_pos: (N, K, 2) each patch's top-left pixel (x, y); clutter_size: (N,) the patches' side.
+
+    Examples:
+        >>> box = torch.tensor([[-0.5, -0.5, 27.5, 27.5]], dtype=torch.float64)  # a digit at the top left
+        >>> pos = torch.tensor([[[22, 0], [28, 0], [0, 30], [27, 27]]])  # overlaps, just right of it, below, corner
+        >>> clutter_on_digit(box, pos, torch.tensor([6])).tolist()
+        [2]
+    """
+    first = torch.round(box[:, None, :2] + 0.5).long()  # the box's first and last pixel (the box comes from a
+    last = torch.round(box[:, None, 2:] - 0.5).long()  # matrix inverse, so its edges are only nearly half-integers)
+    pos = clutter_pos.long()
+    overlap = (pos <= last) & (pos + clutter_size.long()[:, None, None] - 1 >= first)
+    return overlap.all(dim=-1).sum(dim=-1)
+
+
+def train_error_at_end(metrics: dict, last: int = 1_000) -> float | None:
+    """% training error over a run's last ``last`` steps: the mean of its logged training errors (each the mean
+    over its logging interval) after step ``steps - last``; None without a log.
+
+    Examples:
+        >>> m = {"steps": 3000, "history": [{"step": s, "error": e} for s, e in [(1000, 9.0), (2000, 4.0), (3000, 3.0)]]}
+        >>> train_error_at_end(m), train_error_at_end(m, last=2000)
+        (3.0, 3.5)
+    """
+    errs = [h["error"] for h in metrics.get("history") or [] if h["step"] > metrics["steps"] - last and "error" in h]
+    return sum(errs) / len(errs) if errs else None
+
+
+def tc_failure(profile: str) -> dict | None:
+    """Where the TC CNN's and ST-CNN affine's test errors fall (all fixed TC test images their ``pred`` covers):
+    ``curves`` {label: {"shift": (centres, % errors), "clutter": (...)}} by the digit's offset from the canvas
+    centre (:data:`TC_SHIFT_EDGES`) and by the clutter patches on its box (:data:`TC_CLUTTER_EDGES`),
+    ``test`` and ``train`` (:func:`train_error_at_end`) {label: % error}; None when neither model has an artifact."""
+    data = test_set("TC")
+    shift = data["params"]["translation"].abs().amax(dim=1)
+    clutter = clutter_on_digit(data["box"], data["params"]["clutter_pos"], data["params"]["clutter_size"])
+    out: dict = {"curves": {}, "test": {}, "train": {}}
+    for label, cell in [("CNN", "TC-cnn"), ("ST-CNN affine", "TC-st-cnn-affine")]:
+        got = chapter_cell(cell, profile)
+        if got is None:
+            continue
+        metrics, _, analysis = got
+        n = len(analysis["pred"])
+        correct = analysis["pred"].long() == data["y"][:n]
+        out["curves"][label] = {"shift": error_by_bins(shift[:n], correct, TC_SHIFT_EDGES),
+                                "clutter": error_by_bins(clutter[:n], correct, TC_CLUTTER_EDGES)}
+        out["test"][label] = metrics["test_error"]
+        out["train"][label] = train_error_at_end(metrics)
+    return out if out["curves"] else None
+
+
+def plot_tc_failure(failure: dict):
+    """Two panels of :func:`tc_failure`: % test error by the digit's offset and by the clutter on it."""
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.0))
+    plot_error_by_bins({label: c["shift"] for label, c in failure["curves"].items()},
+                       "digit's offset from the canvas centre (px, largest axis)", ax=axes[0])
+    # one tick per clutter bin (0, 1, 2, 3+) rather than at the bins' centres
+    place = {label: ([sum(e < x for e in TC_CLUTTER_EDGES) - 1 for x in c["clutter"][0]], c["clutter"][1])
+             for label, c in failure["curves"].items()}
+    plot_error_by_bins(place, "clutter patches on the digit's box", ax=axes[1])
+    axes[1].set_xticks(range(len(TC_CLUTTER_EDGES) - 1),
+                       [str(e) for e in TC_CLUTTER_EDGES[:-2]] + [f"{TC_CLUTTER_EDGES[-2]}+"])
+    for ax in axes:
+        ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    return fig
+
+
+def tc_failure_key_numbers(failure: dict | None, prefix: str = "tcf") -> dict[str, str]:
+    """Keys ``<prefix>_*`` of :func:`tc_failure` for the chapter ("n/a" where a model or a bin is missing): per
+    model (``cnn``, ``st``) the test and end-of-training errors, the error of the central and outermost offset
+    bins (``centre``, ``edge``) and of the digits without and with the most clutter (``clean``, ``busy``), and
+    ``verdict``, a sentence on whether the CNN underfits (:data:`UNDERFIT`).
+
+    Examples:
+        >>> f = {"curves": {"CNN": {"shift": ([2, 14], [12.0, 9.0]), "clutter": ([0.5, 5.0], [8.0, 11.0])}},
+        ...      "test": {"CNN": 10.5}, "train": {"CNN": 10.3}}
+        >>> k = tc_failure_key_numbers(f, prefix="t")
+        >>> k["t_cnn_centre"], k["t_cnn_busy"], k["t_st_test"]
+        ('12.0', '11.0', 'n/a')
+        >>> k["t_verdict"]
+        'Its training error over its last 1,000 steps (10.3%) is as high as its test error (10.5%): it underfits.'
+    """
+    out = {}
+    for key, label in (("cnn", "CNN"), ("st", "ST-CNN affine")):
+        c = (failure or {}).get("curves", {}).get(label)
+        tr = (failure or {}).get("train", {}).get(label)
+        te = (failure or {}).get("test", {}).get(label)
+        out.update({f"{prefix}_{key}_test": "n/a" if te is None else f"{te:.2f}",
+                    f"{prefix}_{key}_train": "n/a" if tr is None else f"{tr:.2f}",
+                    f"{prefix}_{key}_centre": f"{c['shift'][1][0]:.1f}" if c and c["shift"][1] else "n/a",
+                    f"{prefix}_{key}_edge": f"{c['shift'][1][-1]:.1f}" if c and c["shift"][1] else "n/a",
+                    f"{prefix}_{key}_clean": f"{c['clutter'][1][0]:.1f}" if c and c["clutter"][1] else "n/a",
+                    f"{prefix}_{key}_busy": f"{c['clutter'][1][-1]:.1f}" if c and c["clutter"][1] else "n/a"})
+    tr, te = (failure or {}).get("train", {}).get("CNN"), (failure or {}).get("test", {}).get("CNN")
+    if tr is None or te is None:
+        verdict = "Its training error was not logged."
+    else:
+        state = ("is as high as its test error", "it underfits") if tr >= UNDERFIT * te else \
+            ("is below its test error", "it does not simply underfit")
+        verdict = f"Its training error over its last 1,000 steps ({tr:.1f}%) {state[0]} ({te:.1f}%): {state[1]}."
+    out[f"{prefix}_verdict"] = verdict
+    return out
+
+
+def _multiply_adds(model: torch.nn.Module, shape: tuple[int, ...]) -> int:
+    """Multiply-adds of the convolution and linear layers for one input of ``shape`` (C, H, W).
+
+    Examples:
+        >>> _multiply_adds(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5)), (3, 2, 2))
+        60
+    """
+    total = 0
+
+    def count(mod, inputs, out):
+        nonlocal total
+        if isinstance(mod, torch.nn.Conv2d):
+            total += out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
+        elif isinstance(mod, torch.nn.Linear):
+            total += out.numel() * mod.in_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    return total
+
+
+def _at_budget_cpu_hours(metrics: dict, budget: int) -> tuple[float, float] | None:
+    """(estimated one-thread CPU hours, multiply-add ratio) of ``metrics``' run remade at ``budget`` parameters with
+    the same steps: its measured CPU seconds per step x its steps x the ratio of multiply-adds per image (the
+    larger model's over its own); None without CPU segments."""
+    from stnlib.models import ModelConfig, build_model
+
+    per_step = _seconds_per_step([metrics], gpu=False)
+    if per_step is None:
+        return None
+    cfg = ModelConfig.from_dict(metrics["model_config"])
+    shape = (cfg.in_channels, *cfg.in_size)
+    ours = _multiply_adds(build_model(replace(cfg, width=metrics["width"])), shape)
+    bigger = _multiply_adds(build_model(replace(cfg, width=None, param_budget=budget)), shape)
+    return per_step * metrics["steps"] * bigger / ours / 3600, bigger / ours
+
+
+def outside_rows(best: dict[str, dict], factor: float = 1.5) -> list[dict]:
+    """Every cell of ``best`` (:func:`best_results`) above ``factor`` times the paper's error, worst ratio first:
+    ``cell``, ``ours``, ``paper``, ``ratio``, ``profile``, ``params``, ``train`` (:func:`train_error_at_end`),
+    ``seeds`` ((mean, std, n) over the adam profile's finished seeds when there are several, else None),
+    ``late_drop`` (points the test error fell over the run's last 20,000 steps, None without evaluations there)
+    and ``lever``: "data" (the P column, see its section), "capacity" (it underfits below the paper's size;
+    ``estimate`` = :func:`_at_budget_cpu_hours` at 400k parameters), "steps" (it underfits at the paper's size)
+    or "other" (its training error is below its test error)."""
+    from stnbook.table1.experiment import PAPER_SIZE_BUDGET
+
+    by_seed = seed_results("adam")
+    out = []
+    for cell, ours, paper in gaps(best):
+        if ours <= factor * paper:
+            continue
+        m = best[cell]
+        train = train_error_at_end(m)
+        errs = [r[cell]["test_error"] for r in by_seed.values() if cell in r]
+        seeds = None
+        if len(errs) > 1:
+            mean = sum(errs) / len(errs)
+            seeds = (mean, (sum((e - mean) ** 2 for e in errs) / (len(errs) - 1)) ** 0.5, len(errs))
+        evals = {e["step"]: e["error"] for e in m.get("eval_history") or []}
+        late = evals.get(m["steps"] - 20_000)
+        row = {"cell": cell, "ours": ours, "paper": paper, "ratio": ours / paper, "profile": m.get("profile", "?"),
+               "params": m.get("params"), "train": train, "seeds": seeds, "estimate": None,
+               "late_drop": None if late is None or m["steps"] not in evals else late - evals[m["steps"]]}
+        if cell.startswith("P-"):
+            row["lever"] = "data"
+        elif train is not None and train >= UNDERFIT * ours:
+            big = (m.get("params") or 0) >= 0.75 * PAPER_SIZE_BUDGET
+            row["lever"] = "steps" if big else "capacity"
+            if not big:
+                row["estimate"] = _at_budget_cpu_hours(m, PAPER_SIZE_BUDGET)
+        else:
+            row["lever"] = "other"
+        out.append(row)
+    return sorted(out, key=lambda r: r["ratio"], reverse=True)
+
+
+def _lever_html(r: dict) -> str:
+    train = "n/a" if r["train"] is None else f"{r['train']:.2f}%"
+    drop = "" if r["late_drop"] is None else f"; its test error fell {r['late_drop']:.2f} points over its last 20,000 steps"
+    if r["lever"] == "data":
+        return (f"mostly the data: our P set is harder than the paper's (&ldquo;What the P column's data "
+                f"implies&rdquo;); training error {train}")
+    if r["lever"] == "capacity":
+        est = r["estimate"]
+        cost = ("" if est is None else f", about {est[0]:.0f} CPU-hours on one thread (this run's measured time "
+                f"x{est[1]:.1f}, the ratio of multiply-adds per image)")
+        return (f"capacity: it underfits (training error {train}{drop}); the paper's size, <code>python -m stnbook run "
+                f"table1 --profile adam-400k --cells {html.escape(r['cell'])}</code>{cost}")
+    if r["lever"] == "steps":
+        return (f"it underfits at the paper's size (training error {train}{drop}): more steps or a wider model than "
+                f"the paper's; not run, so its cost is not estimated")
+    return f"its training error ({train}) is below its test error: not a matter of capacity; not investigated"
+
+
+def outside_html(rows: list[dict]) -> str:
+    """HTML: per cell of :func:`outside_rows`, its error, the paper's, its seeds and what would close it."""
+    body = []
+    for r in rows:
+        seeds = "&ndash;" if r["seeds"] is None else f"{r['seeds'][0]:.2f} &plusmn; {r['seeds'][1]:.2f} ({r['seeds'][2]})"
+        body.append([html.escape(_cell_name(r["cell"])), f"{r['paper']:g}",
+                     f"{r['ours']:.2f} <small>({html.escape(r['profile'])}, {(r['params'] or 0) / 1000:.0f}k)</small>",
+                     f"{r['ratio']:.2f}x", seeds, _lever_html(r)])
+    return html_table(["cell", "paper", "ours (profile, parameters)", "x paper", "mean &plusmn; std over seeds (n)",
+                       "what would close it, by our runs"], body)
 
 
 # ---- rectification: did the transformer undo the distortion? ------------------------------------------
