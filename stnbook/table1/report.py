@@ -999,11 +999,8 @@ def outside_rows(best: dict[str, dict], factor: float = 1.5) -> list[dict]:
             continue
         m = best[cell]
         train = train_error_at_end(m)
-        errs = [r[cell]["test_error"] for r in by_seed.values() if cell in r]
-        seeds = None
-        if len(errs) > 1:
-            mean = sum(errs) / len(errs)
-            seeds = (mean, (sum((e - mean) ** 2 for e in errs) / (len(errs) - 1)) ** 0.5, len(errs))
+        spread = seed_rows(by_seed, [cell])[0]
+        seeds = (spread["mean"], spread["std"], len(spread["errors"])) if len(spread["errors"]) > 1 else None
         evals = {e["step"]: e["error"] for e in m.get("eval_history") or []}
         late = evals.get(m["steps"] - 20_000)
         row = {"cell": cell, "ours": ours, "paper": paper, "ratio": ours / paper, "profile": m.get("profile", "?"),
@@ -1024,7 +1021,8 @@ def outside_rows(best: dict[str, dict], factor: float = 1.5) -> list[dict]:
 
 def _lever_html(r: dict) -> str:
     train = "n/a" if r["train"] is None else f"{r['train']:.2f}%"
-    drop = "" if r["late_drop"] is None else f"; its test error fell {r['late_drop']:.2f} points over its last 20,000 steps"
+    drop = "" if r["late_drop"] is None else (f"; its test error {'fell' if r['late_drop'] >= 0 else 'rose'} "
+                                              f"{abs(r['late_drop']):.2f} points over its last 20,000 steps")
     if r["lever"] == "data":
         return (f"mostly the data: our P set is harder than the paper's (&ldquo;What the P column's data "
                 f"implies&rdquo;); training error {train}")
@@ -1037,7 +1035,8 @@ def _lever_html(r: dict) -> str:
     if r["lever"] == "steps":
         return (f"it underfits at the paper's size (training error {train}{drop}): more steps or a wider model than "
                 f"the paper's; not run, so its cost is not estimated")
-    return f"its training error ({train}) is below its test error: not a matter of capacity; not investigated"
+    return (f"its training error ({train}) is well below its test error, so more capacity alone is unlikely to "
+            f"close it; not investigated")
 
 
 def outside_html(rows: list[dict]) -> str:
