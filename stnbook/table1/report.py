@@ -594,7 +594,6 @@ def remaining_sentence(rows: list[dict], what: str) -> str:
 
 # ---- seeds ------------------------------------------------------------------------------------------------
 
-SEED_CELLS = ("R-cnn", "R-st-cnn-affine", "RTS-cnn", "RTS-st-cnn-affine")
 SEEDS = (0, 1, 2)
 # the rows of R and RTS whose mean and spread over SEEDS the reproduction wants: the CNN and every ST-CNN
 SEED_WANTED_CELLS = tuple(cell_id(d, "cnn", t) for d in ("R", "RTS") for t in (None, "affine", "projective", "tps"))
@@ -605,7 +604,7 @@ def seed_results(profile: str = "adam", seeds: Sequence[int] = SEEDS) -> dict[in
     return {s: load_results("table1", profile, seed=s) for s in seeds}
 
 
-def seed_rows(by_seed: dict[int, dict[str, dict]], cells: Sequence[str] = SEED_CELLS) -> list[dict]:
+def seed_rows(by_seed: dict[int, dict[str, dict]], cells: Sequence[str] = SEED_WANTED_CELLS) -> list[dict]:
     """Per cell, the paper's Table 1 error and ours per finished seed (:func:`stnbook.artifacts.seed_rows`)."""
     return common.seed_rows(by_seed, cells, _paper_by_cell())
 
@@ -616,22 +615,25 @@ def seed_table_html(rows: list[dict], seeds: Sequence[int] = SEEDS) -> str:
 
 
 def seed_ordering(by_seed: dict[int, dict[str, dict]], columns: Sequence[str] = ("R", "RTS")) -> list[dict]:
-    """The paper's ordering per seed and column: the ST-CNN affine below the plain CNN (both finished)."""
+    """The paper's ordering per seed, column and transformation: each ST-CNN below the plain CNN of its column and
+    seed (both finished), as ``{"seed", "column", "transform", "st", "plain", "better"}``."""
     out = []
     for s, r in by_seed.items():
         for d in columns:
-            st, plain = r.get(cell_id(d, "cnn", "affine")), r.get(cell_id(d, "cnn", None))
-            if st is not None and plain is not None:
-                out.append({"seed": s, "column": d, "st": st["test_error"], "plain": plain["test_error"],
-                            "better": st["test_error"] < plain["test_error"]})
+            plain = r.get(cell_id(d, "cnn", None))
+            for tf in SHORT:
+                st = r.get(cell_id(d, "cnn", tf))
+                if st is not None and plain is not None:
+                    out.append({"seed": s, "column": d, "transform": tf, "st": st["test_error"],
+                                "plain": plain["test_error"], "better": st["test_error"] < plain["test_error"]})
     return out
 
 
 def seed_key_numbers(by_seed: dict[int, dict[str, dict]], prefix: str = "seeds") -> dict[str, str]:
     """The numbers the seeds section quotes (keys ``<prefix>_*``): each cell's mean +- std over its finished seeds
     with the paper's number (``rows``), how many of the cells have every seed (``complete`` of ``cells``), how many
-    cells' means are within 1.5x of the paper (``within``), the ordering checked per seed and column (``better``
-    of ``comparisons``) and the largest spread between a cell's seeds in points (``max_range``).
+    of those cells' means are within 1.5x of the paper (``within``), the ordering checked per seed, column and
+    transformation (``better`` of ``comparisons``, :func:`seed_ordering`) and the largest spread between a cell's seeds in points (``max_range``).
 
     Examples:
         >>> k = seed_key_numbers({0: {"R-cnn": {"test_error": 1.0}, "R-st-cnn-affine": {"test_error": 0.8}},
@@ -644,6 +646,7 @@ def seed_key_numbers(by_seed: dict[int, dict[str, dict]], prefix: str = "seeds")
     rows = seed_rows(by_seed)
     order = seed_ordering(by_seed)
     done = [r for r in rows if r["mean"] is not None]
+    complete = [r for r in rows if len(r["errors"]) == len(by_seed)]
 
     def text(r: dict) -> str:
         n = len(r["errors"])
@@ -652,9 +655,9 @@ def seed_key_numbers(by_seed: dict[int, dict[str, dict]], prefix: str = "seeds")
 
     ranges = [r["max"] - r["min"] for r in done if len(r["errors"]) > 1]
     return {f"{prefix}_rows": "; ".join(text(r) for r in done) or "none yet",
-            f"{prefix}_complete": str(sum(len(r["errors"]) == len(by_seed) for r in rows)),
+            f"{prefix}_complete": str(len(complete)),
             f"{prefix}_cells": str(len(rows)),
-            f"{prefix}_within": str(sum(within(r["mean"], r["paper"]) for r in done if r["paper"] is not None)),
+            f"{prefix}_within": str(sum(within(r["mean"], r["paper"]) for r in complete if r["paper"] is not None)),
             f"{prefix}_better": str(sum(o["better"] for o in order)), f"{prefix}_comparisons": str(len(order)),
             f"{prefix}_max_range": f"{max(ranges):.2f}" if ranges else "n/a"}
 
