@@ -1024,20 +1024,19 @@ def outside_rows(best: dict[str, dict], factor: float = 1.5) -> list[dict]:
 
 def _lever_html(r: dict) -> str:
     train = "n/a" if r["train"] is None else f"{r['train']:.2f}%"
-    drop = "" if r["late_drop"] is None else (f"; its test error {'fell' if r['late_drop'] >= 0 else 'rose'} "
-                                              f"{abs(r['late_drop']):.2f} points over its last 20,000 steps")
+    drop = "" if r["late_drop"] is None else (f"; test error {'fell' if r['late_drop'] >= 0 else 'rose'} "
+                                              f"{abs(r['late_drop']):.2f} points over the last 20,000 steps")
     if r["lever"] == "data":
-        return (f"mostly the data: our P set is harder than the paper's (&ldquo;What the P column's data "
-                f"implies&rdquo;); training error {train}")
+        return f"mostly the data (&ldquo;What the P column's data implies&rdquo;); training error {train}"
     if r["lever"] == "capacity":
         est = r["estimate"]
-        cost = ("" if est is None else f", about {est[0]:.0f} CPU-hours on one thread (this run's measured time "
-                f"x{est[1]:.1f}, the ratio of multiply-adds per image)")
-        return (f"capacity: it underfits (training error {train}{drop}); the paper's size, <code>python -m stnbook run "
-                f"table1 --profile adam-400k --cells {html.escape(r['cell'])}</code>{cost}")
+        cost = ("" if est is None else f", about {est[0]:.0f} CPU-hours on one thread (this run's time x{est[1]:.1f}, "
+                f"the ratio of multiply-adds per image)")
+        return (f"underfits (training error {train}{drop}): the paper's size, <code>python -m stnbook run table1 "
+                f"--profile adam-400k --cells {html.escape(r['cell'])}</code>{cost}")
     if r["lever"] == "steps":
-        return (f"it underfits at the paper's size (training error {train}{drop}): more steps or a wider model than "
-                f"the paper's; not run, so its cost is not estimated")
+        return (f"underfits at the paper's size (training error {train}{drop}): more steps or a wider model than "
+                f"the paper's; not run, cost not estimated")
     return (f"its training error ({train}) is well below its test error, so more capacity alone is unlikely to "
             f"close it; not investigated")
 
@@ -1050,7 +1049,7 @@ def outside_html(rows: list[dict]) -> str:
         body.append([html.escape(_cell_name(r["cell"])), f"{r['paper']:g}",
                      f"{r['ours']:.2f} <small>({html.escape(r['profile'])}, {(r['params'] or 0) / 1000:.0f}k)</small>",
                      f"{r['ratio']:.2f}x", seeds, _lever_html(r)])
-    return html_table(["cell", "paper", "ours (profile, parameters)", "x paper", "mean &plusmn; std over seeds (n)",
+    return html_table(["cell", "paper", "ours (profile, parameters)", "x paper", "seeds: mean &plusmn; std (n)",
                        "what would close it, by our runs"], body)
 
 
