@@ -973,6 +973,7 @@ def _at_budget_cpu_hours(metrics: dict, budget: int) -> tuple[float, float] | No
     """(estimated one-thread CPU hours, multiply-add ratio) of ``metrics``' run remade at ``budget`` parameters with
     the same steps: its measured CPU seconds per step x its steps x the ratio of multiply-adds per image (the
     larger model's over its own); None without CPU segments."""
+    from stnbook.table1.experiment import rebuild
     from stnlib.models import ModelConfig, build_model
 
     per_step = _seconds_per_step([metrics], gpu=False)
@@ -980,22 +981,24 @@ def _at_budget_cpu_hours(metrics: dict, budget: int) -> tuple[float, float] | No
         return None
     cfg = ModelConfig.from_dict(metrics["model_config"])
     shape = (cfg.in_channels, *cfg.in_size)
-    ours = _multiply_adds(build_model(replace(cfg, width=metrics["width"])), shape)
+    ours = _multiply_adds(rebuild(metrics), shape)
     bigger = _multiply_adds(build_model(replace(cfg, width=None, param_budget=budget)), shape)
     return per_step * metrics["steps"] * bigger / ours / 3600, bigger / ours
 
 
-def outside_rows(best: dict[str, dict], factor: float = 1.5) -> list[dict]:
+def outside_rows(best: dict[str, dict], by_seed: dict[int, dict[str, dict]] | None = None,
+                 factor: float = 1.5) -> list[dict]:
     """Every cell of ``best`` (:func:`best_results`) above ``factor`` times the paper's error, worst ratio first:
     ``cell``, ``ours``, ``paper``, ``ratio``, ``profile``, ``params``, ``train`` (:func:`train_error_at_end`),
     ``seeds`` ((mean, std, n) over the adam profile's finished seeds when there are several, else None),
     ``late_drop`` (points the test error fell over the run's last 20,000 steps, None without evaluations there)
     and ``lever``: "data" (the P column, see its section), "capacity" (it underfits below the paper's size;
     ``estimate`` = :func:`_at_budget_cpu_hours` at 400k parameters), "steps" (it underfits at the paper's size)
-    or "other" (its training error is below its test error)."""
+    or "other" (its training error is below its test error). ``by_seed``: :func:`seed_results` when the caller
+    has it already (default: loaded here)."""
     from stnbook.table1.experiment import PAPER_SIZE_BUDGET
 
-    by_seed = seed_results("adam")
+    by_seed = seed_results("adam") if by_seed is None else by_seed
     out = []
     for cell, ours, paper in gaps(best):
         if ours <= factor * paper:
