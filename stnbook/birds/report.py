@@ -16,6 +16,7 @@ from stnbook import artifacts as common
 from stnbook.birds.data import PartsSpec, crop_contains, low_res, parts_test_set
 from stnbook.birds.experiment import SPEC, TRANSFORMERS
 from stnbook.figures import COLORS, draw_outline, imshow
+from stnbook.memo import remember_analysis
 from stnbook.paths import results_dir
 from stnlib.geometry import sampling_outline
 
@@ -116,8 +117,13 @@ def part_coverage(profile: str) -> dict[str, dict[str, float]]:
     """Per ST model: % of test images in which *some* crop holds the head, the body, and both.
 
     Computed from the theta stored in each artifact and the regenerated fixed test set (only its part centres
-    are used).
+    are used), once per set of artifacts (:mod:`stnbook.memo`; the smoke profile's every time).
     """
+    return remember_analysis(EXPERIMENT, f"part-coverage-{profile}", lambda: _part_coverage(profile), args=[profile],
+                             keep=profile != "smoke")
+
+
+def _part_coverage(profile: str) -> dict[str, dict[str, float]]:
     found = {}
     for cid in CELLS[1:]:
         got = chapter_cell(cid, profile)

@@ -31,6 +31,7 @@ from stnbook.colocalisation.experiment import (
 )
 from stnbook.experiments import load_results
 from stnbook.figures import COLORS, html_table, imshow, set_view
+from stnbook.memo import remember_analysis
 
 PAPER_SUCCESS = {"T": "100", "TC": "75&ndash;93"}  # % of images with IoU > 0.5; TC: the range over digit classes
 SMOKE_CELLS = [ENCODER_CELL, "T-1", "TC-1"]
@@ -316,7 +317,14 @@ LANDSCAPE_OFFSETS = (-12, -9, -6, -3, 0, 3, 6, 9, 12)
 def landscapes(profile: str, cell: str, offsets=LANDSCAPE_OFFSETS, draws: int = 4) -> dict | None:
     """The loss of one problem when every window is the true box moved by a common offset
     (:func:`~stnbook.colocalisation.experiment.offset_landscape`), with each embedding, and the common offset
-    training ended at; None without the cell's artifact."""
+    training ended at; None without the cell's artifact. Computed once per set of artifacts (:mod:`stnbook.memo`;
+    the smoke profile's every time)."""
+    return remember_analysis(EXPERIMENT, f"landscape-{profile}-{cell}",
+                             lambda: _landscapes(profile, cell, offsets, draws),
+                             args=[profile, cell, list(offsets), draws], keep=profile != "smoke")
+
+
+def _landscapes(profile: str, cell: str, offsets, draws: int) -> dict | None:
     got = chapter_cell(cell, profile)
     if got is None:
         return None
@@ -651,7 +659,15 @@ def class_readings(profile: str = WINDOW_SEARCH, seed: int = 0, cells=None, draw
     training, :func:`~stnbook.colocalisation.experiment.loss_at`'s) that the CNN classifies as the problem's digit
     (``patches``), the same for the crops at the true boxes (``truth``), the % of images localised (``success``),
     and where the CNN has a "no digit" class, the % of random patches it puts there (``no_digit``; else None). A
-    class the CNN also reads in the random patches has negatives that look like its positives."""
+    class the CNN also reads in the random patches has negatives that look like its positives. Every problem's
+    readings are computed once per set of artifacts (:mod:`stnbook.memo`); a subset (``cells``), every time."""
+    return remember_analysis(EXPERIMENT, f"readings-{profile}-seed{seed}",
+                             lambda: _class_readings(profile, seed, cells, draws),
+                             args=[profile, seed, None if cells is None else sorted(cells), draws],
+                             keep=profile != "smoke" and cells is None)
+
+
+def _class_readings(profile: str, seed: int, cells, draws: int) -> dict[str, dict[str, float]]:
     from stnbook.colocalisation.experiment import NO_DIGIT
     from stnbook.experiments import get_cells, load_cell
     from stnlib.data.pairs import CoLocalisationBatches
