@@ -201,7 +201,8 @@ def test_tc_failure_verdict_separates_underfitting_from_a_generalisation_gap():
 
 def test_outside_rows_name_a_lever_per_cell_and_estimate_the_paper_size_from_a_measured_run():
     def metrics(cell, error, train, params=150_000, arch="cnn", side=60):
-        return {"cell": cell, "test_error": error, "params": params, "steps": 60_000, "profile": "adam",
+        return {"cell": cell, "test_error": error, "params": params, "steps": 60_000, "batch_size": 128,
+                "profile": "adam",
                 "width": 45 if arch == "cnn" else 41,
                 "model_config": {"arch": arch, "transform": None, "in_size": [side, side], "in_channels": 1,
                                  "num_classes": 10, "param_budget": 150_000},
@@ -220,6 +221,15 @@ def test_outside_rows_name_a_lever_per_cell_and_estimate_the_paper_size_from_a_m
     assert rows[0]["late_drop"] == pytest.approx(1.0) and rows[0]["train"] == 10.3
     hours, ratio = rows[0]["estimate"]
     assert ratio > 2 and hours == pytest.approx(ratio)  # one measured hour for the run, scaled by multiply-adds
-    assert all(r["estimate"] is None for r in rows[1:])
+    assert rows[1]["estimate"] is None and rows[2]["estimate"] is None
+    assert rows[3]["estimate"] == pytest.approx((5.0, 5.0))  # one measured hour, the paper's 5x the images
     html = report.outside_html(rows)
     assert "--profile adam-400k --cells TC-cnn" in html and "mostly the data" in html and "3.00x" in html
+    assert "--profile adam-400k-long --cells TC-fcn</code>, about 5.0 CPU-hours" in html
+    done = {**best["TC-fcn"], "steps": 300_000, "profile": "adam-400k-long",  # the paper's images seen: no estimate
+            "segments": [{**best["TC-fcn"]["segments"][0], "to_step": 300_000}],
+            "history": [{"step": 300_000, "error": 26.1}],
+            "eval_history": [{"step": 280_000, "error": 27.0}, {"step": 300_000, "error": 26.0}]}
+    row = report.outside_rows({"TC-fcn": done})[0]
+    assert row["lever"] == "steps" and row["estimate"] is None
+    assert "after the paper's number of training images" in report.outside_html([row])

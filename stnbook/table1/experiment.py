@@ -57,6 +57,15 @@ PROFILES: dict[str, Profile] = {
                          description="the adam profile at the paper's model size: 60,000 Adam steps at batch 128, "
                                      "cosine decay from lr 1e-3; 400k parameters per model (for the fully "
                                      "connected rows)"),
+    # the adam-400k recipe over as many training images as the paper's schedule (150,000 steps of 256 images),
+    # for the fully connected cells that still underfit at 400k parameters after 60,000 steps (the TC FCN):
+    # does the paper's amount of training close the rest?
+    "adam-400k-long": Profile("adam-400k-long", steps=300_000, batch_size=128, lr=1e-3, eval_every=20_000,
+                              param_budget=PAPER_SIZE_BUDGET,
+                              train_overrides={"checkpoint_every": 2_500, "log_every": 500},
+                              description="the adam-400k recipe for the paper's number of training images: "
+                                          "300,000 Adam steps at batch 128 (150,000 x 256 images), cosine decay "
+                                          "from lr 1e-3; 400k parameters per model (for the fully connected rows)"),
 }
 ANALYSIS_SIZE = 1000  # test images whose theta is saved for the chapter's figures
 

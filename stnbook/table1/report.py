@@ -18,6 +18,7 @@ from stnbook import artifacts as common
 from stnbook.experiments import load_results
 from stnbook.figures import COLORS, draw_outline, html_table, imshow
 from stnbook.glance import Artifacts, duration, table1_best_runs
+from stnbook.memo import remember_analysis
 from stnbook.paths import load_mnist
 from stnlib.data.distortions import DISTORTIONS, fixed_test_set
 from stnlib.geometry import sampling_outline
@@ -986,6 +987,20 @@ def _at_budget_cpu_hours(metrics: dict, budget: int) -> tuple[float, float] | No
     return per_step * metrics["steps"] * bigger / ours / 3600, bigger / ours
 
 
+def _paper_images_cpu_hours(metrics: dict) -> tuple[float, float] | None:
+    """(estimated one-thread CPU hours, ratio of training images) of ``metrics``' run trained on as many images
+    as the paper's schedule (the ``paper`` profile's steps x batch): its measured CPU seconds per image x that
+    number; None without CPU segments or when the run saw that many images already."""
+    from stnbook.table1.experiment import PROFILES
+
+    per_step = _seconds_per_step([metrics], gpu=False)
+    images = metrics["steps"] * metrics.get("batch_size", 0)
+    target = PROFILES["paper"].steps * PROFILES["paper"].batch_size
+    if per_step is None or not images or images >= target:
+        return None
+    return per_step * metrics["steps"] * target / images / 3600, target / images
+
+
 def outside_rows(best: dict[str, dict], by_seed: dict[int, dict[str, dict]] | None = None,
                  factor: float = 1.5) -> list[dict]:
     """Every cell of ``best`` (:func:`best_results`) above ``factor`` times the paper's error, worst ratio first:
@@ -993,7 +1008,8 @@ def outside_rows(best: dict[str, dict], by_seed: dict[int, dict[str, dict]] | No
     ``seeds`` ((mean, std, n) over the adam profile's finished seeds when there are several, else None),
     ``late_drop`` (points the test error fell over the run's last 20,000 steps, None without evaluations there)
     and ``lever``: "data" (the P column, see its section), "capacity" (it underfits below the paper's size;
-    ``estimate`` = :func:`_at_budget_cpu_hours` at 400k parameters), "steps" (it underfits at the paper's size)
+    ``estimate`` = :func:`_at_budget_cpu_hours` at 400k parameters), "steps" (it underfits at the paper's size;
+    ``estimate`` = :func:`_paper_images_cpu_hours`, None once it has seen the paper's number of training images)
     or "other" (its training error is below its test error). ``by_seed``: :func:`seed_results` when the caller
     has it already (default: loaded here)."""
     from stnbook.table1.experiment import PAPER_SIZE_BUDGET
@@ -1017,8 +1033,7 @@ def outside_rows(best: dict[str, dict], by_seed: dict[int, dict[str, dict]] | No
         elif train is not None and train >= UNDERFIT * ours:
             big = (m.get("params") or 0) >= 0.75 * PAPER_SIZE_BUDGET
             row["lever"] = "steps" if big else "capacity"
-            if not big:
-                row["estimate"] = _at_budget_cpu_hours(m, PAPER_SIZE_BUDGET)
+            row["estimate"] = _paper_images_cpu_hours(m) if big else _at_budget_cpu_hours(m, PAPER_SIZE_BUDGET)
         else:
             row["lever"] = "other"
         out.append(row)
@@ -1038,8 +1053,14 @@ def _lever_html(r: dict) -> str:
         return (f"underfits (training error {train}{drop}): the paper's size, <code>python -m stnbook run table1 "
                 f"--profile adam-400k --cells {html.escape(r['cell'])}</code>{cost}")
     if r["lever"] == "steps":
-        return (f"underfits at the paper's size (training error {train}{drop}): more steps or a wider model than "
-                f"the paper's; not run, cost not estimated")
+        est = r["estimate"]
+        if est is None:
+            return (f"underfits at the paper's size after the paper's number of training images (training error "
+                    f"{train}{drop}): a wider model or a longer schedule than the paper's; not run")
+        return (f"underfits at the paper's size (training error {train}{drop}): the paper's number of training "
+                f"images, <code>python -m stnbook run table1 --profile adam-400k-long --cells "
+                f"{html.escape(r['cell'])}</code>, about {est[0]:.1f} CPU-hours on one thread (this run's time "
+                f"x{est[1]:.1f})")
     return (f"its training error ({train}) is well below its test error, so more capacity alone is unlikely to "
             f"close it; not investigated")
 
@@ -1072,7 +1093,13 @@ def implied_on_test(model, kind: str, n: int | None = None) -> tuple[dict, dict]
 
 def rectification_rows(profile: str, cells: Sequence[str], n: int | None = None) -> list[dict]:
     """Per R/RTS transformer cell with an artifact: the rotation fit (and the scale fit on RTS) of its
-    implied similarity against the applied distortion, on the first ``n`` test images (all by default)."""
+    implied similarity against the applied distortion, on the first ``n`` test images (all by default). On all of
+    them, computed once per set of artifacts (:mod:`stnbook.memo`; the smoke profile's every time)."""
+    return remember_analysis("table1", f"rectification-{profile}", lambda: _rectification_rows(profile, cells, n),
+                             args=[profile, list(cells), n], keep=profile != "smoke" and n is None)
+
+
+def _rectification_rows(profile: str, cells: Sequence[str], n: int | None) -> list[dict]:
     from stnlib.analysis import rectification
 
     rows = []
