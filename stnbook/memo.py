@@ -104,6 +104,11 @@ def _check_plain(value: Any, where: str = "the result") -> None:
                     f"{where} is a {type(value).__name__}")
 
 
+def _checked(value: T) -> T:
+    _check_plain(value)
+    return value
+
+
 def remember(name: str, compute: Callable[[], T], *, inputs: Sequence[str | os.PathLike[str]],
              code: Sequence[ModuleType] = (), args: Any = None, keep: bool = True) -> T:
     """``compute()``, or the result kept under ``name`` when its key (:func:`key` of ``inputs``, ``code`` and
@@ -126,6 +131,8 @@ def remember(name: str, compute: Callable[[], T], *, inputs: Sequence[str | os.P
     if not name or any(part in ("", ".", "..") for part in name.split("/")):
         raise ValueError(f"a kept result's name is a relative path such as 'colocalisation/landscape', got {name!r}")
     path = memo_dir() / f"{name}.pt"
+    if not keep and not path.is_file():  # nothing to reuse or keep: no key to compute
+        return _checked(compute())
     want = key(inputs, code, args)
     if path.is_file():
         try:
@@ -135,8 +142,7 @@ def remember(name: str, compute: Callable[[], T], *, inputs: Sequence[str | os.P
         else:
             if isinstance(kept, dict) and kept.get("key") == want:
                 return kept["value"]
-    value = compute()
-    _check_plain(value)
+    value = _checked(compute())
     if keep:
         atomic_torch_save({"key": want, "name": name, "value": value}, path)
     return value
