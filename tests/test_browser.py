@@ -40,6 +40,7 @@ from playwright.sync_api import Browser, Locator, expect, sync_playwright
 from playwright.sync_api import Page as PlaywrightPage
 
 from stnbook import web
+from stnbook.artifacts import SMOKE_ROOT
 from stnlib.analysis import warp
 
 PAGES = [p.relative_to(ROOT).with_suffix(".html").as_posix() for p in toc_files()]
@@ -130,13 +131,15 @@ class Tab:
 
 
 BUILD_INPUTS = ("book", "_config.yml", "_toc.yml", "stnlib", "results")
+NOT_INPUTS = ROOT / "results" / SMOKE_ROOT  # runs in progress and the chapters' smoke runs, written while tests run
 
 
 def newest_mtime(paths) -> float:
     newest = 0.0
     for path in paths:
         path = ROOT / path
-        files = [path] if path.is_file() else (p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        files = [path] if path.is_file() else (p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                                               and not p.is_relative_to(NOT_INPUTS))
         newest = max([newest, *(f.stat().st_mtime for f in files)])
     return newest
 
