@@ -9,8 +9,8 @@ Tests go to the workers in units (:func:`unit_of`), each unit on one worker, in 
 - Each chapter's smoke run is a unit of its own, so the chapters spread over the workers.
 - Every other module is one unit, so a module's fixtures are made once.
 
-Units start slowest first (the book, then the chapters' smoke runs, then nbval, then the rest), so that no worker
-is left with a long run at the end while the others wait. The units are made by a scheduler of our own rather than
+Units start slowest first (the book, then the chapters' smoke runs and the slowest modules, then nbval, then the
+rest), so that no worker is left with a long run at the end while the others wait. The units are made by a scheduler of our own rather than
 with ``xdist_group`` marks, which pytest-xdist 3.8 adds to a test's id in a way pytest 9 no longer reads.
 """
 
@@ -20,6 +20,7 @@ import pytest
 
 BOOK_MODULES = ("test_book.py", "test_rendered.py", "test_browser.py")
 SMOKE_TEST = "test_chapter_runs_in_smoke_profile"
+SLOW_MODULES = ("test_library.py", "test_colocalisation.py")  # the longest modules in a --durations run: 1-3 min
 
 
 def unit_of(nodeid: str) -> tuple[str, int]:
@@ -30,6 +31,8 @@ def unit_of(nodeid: str) -> tuple[str, int]:
         ('book', 0)
         >>> unit_of("tests/test_chapters.py::test_chapter_runs_in_smoke_profile[addition]")
         ('smoke-addition', 1)
+        >>> unit_of("tests/test_library.py::test_library_tests_pass_from_pip_install_alone")
+        ('tests/test_library.py', 1)
         >>> unit_of("book/addition.ipynb::Cell 3")
         ('book/addition.ipynb', 2)
         >>> unit_of("tests/test_memo.py::test_bad_names_are_refused")
@@ -43,6 +46,8 @@ def unit_of(nodeid: str) -> tuple[str, int]:
         return "book", 0
     if name == "test_chapters.py" and rest.startswith(f"{SMOKE_TEST}[") and rest.endswith("]"):
         return f"smoke-{rest[len(SMOKE_TEST) + 1:-1]}", 1
+    if name in SLOW_MODULES:
+        return path, 1
     if path.endswith(".ipynb"):
         return path, 2
     return path, 3
