@@ -14,5 +14,11 @@ workers=${STN_TEST_WORKERS:-$(( cores < 4 ? cores : 4 ))}
 xdist=()
 if [ "$workers" -gt 1 ]; then
   xdist=(-p tests.xdist_plan -n "$workers" --dist loadscope --no-loadscope-reorder)
+  # Each worker, and every kernel and process it starts, gets its share of the cores: with torch's default (one
+  # thread per core) in every busy worker there are more threads than cores, and two such processes trained 4.7x
+  # and 34x slower than two single-thread ones in two runs of `python -m stnbook.cost.bench step --processes` on
+  # two cores. An OMP_NUM_THREADS set by the caller is kept.
+  share=$(( cores / workers ))
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( share > 0 ? share : 1 ))}
 fi
 exec .venv/bin/python -m pytest "${xdist[@]}" "$@"

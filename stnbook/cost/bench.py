@@ -380,7 +380,9 @@ def _steps_per_second(model_name: str, threads: int, seconds: float) -> float:
 
 
 def bench_processes(model_name: str = "RTS ST-CNN affine", seconds: float = 20.0) -> dict:
-    """Aggregate steps/s: two single-thread processes at once vs one process with two threads."""
+    """Aggregate steps/s of two single-thread processes at once (the baseline), of one process with two threads, and
+    of two processes at once with two threads each (on two cores: more threads than cores, as when two test workers
+    each keep torch's default thread count)."""
     import subprocess
 
     def launch(threads: int):
@@ -389,13 +391,18 @@ def bench_processes(model_name: str = "RTS ST-CNN affine", seconds: float = 20.0
         return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                                 env={**__import__("os").environ, "OMP_NUM_THREADS": str(threads)})
 
-    two = [launch(1), launch(1)]
-    two_rates = [float(p.communicate()[0].strip().splitlines()[-1]) for p in two]
-    one = launch(2)
-    one_rate = float(one.communicate()[0].strip().splitlines()[-1])
-    return {"model": model_name, "seconds": seconds, "two_single_thread_processes_steps_per_s": sum(two_rates),
+    def together(*threads: int) -> float:
+        procs = [launch(t) for t in threads]
+        return sum(float(p.communicate()[0].strip().splitlines()[-1]) for p in procs)
+
+    two_rate = together(1, 1)
+    one_rate = together(2)
+    crowded_rate = together(2, 2)
+    return {"model": model_name, "seconds": seconds, "two_single_thread_processes_steps_per_s": two_rate,
             "one_two_thread_process_steps_per_s": one_rate,
-            "ratio_two_processes_vs_two_threads": sum(two_rates) / one_rate}
+            "two_two_thread_processes_steps_per_s": crowded_rate,
+            "ratio_two_processes_vs_two_threads": two_rate / one_rate,
+            "ratio_two_two_thread_processes_vs_two_single_thread": crowded_rate / two_rate}
 
 
 def bench_floor(device: torch.device, batch: int = 128, rounds: int = 7) -> dict:
