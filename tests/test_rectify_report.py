@@ -1,6 +1,14 @@
 """The rectify chapter's comparison of recipe variants and of the distortion curriculum, on hand-made records."""
 
-from stnbook.rectify.report import ramp_html, ramp_key_numbers, rectified, variant_key_numbers, variants_html
+from stnbook.rectify.report import (
+    ramp_html,
+    ramp_key_numbers,
+    rectified,
+    size_html,
+    size_key_numbers,
+    variant_key_numbers,
+    variants_html,
+)
 
 
 def evals(*rows):
@@ -56,3 +64,26 @@ def test_ramp_numbers_name_each_profile_and_the_target():
     assert (k["ramp_start"], k["ramp_end"]) == ("3,000", "24,000")  # 5% and 40% of the 60,000 steps
     html = ramp_html(results)
     assert html.count("<tr") == 1 + 4 and ">yes<" in html and ">no<" in html
+
+
+def test_size_numbers_follow_each_run_state():
+    final = {"rectification": {"slope": -0.85, "r": -0.93}, "test_error": 0.8}
+    small = {"state": "finished", "step": 20, "of": 20, "params": 42_618, "evals": evals((10, -0.3, 2.0), (20, -0.8, 0.9)),
+             "final": {"rectification": {"slope": -0.82, "r": -0.92}, "test_error": 0.91}}
+    progress = {
+        "R-st-fcn-affine": {"ramp": small, "ramp-150k": {"state": "finished", "step": 20, "of": 20, "params": 149_936,
+                                                         "evals": evals((10, -0.5, 1.5), (20, -0.85, 0.8)),
+                                                         "final": final}},
+        "R-st-cnn-affine": {"ramp": small, "ramp-150k": {"state": "stopped", "step": 12, "of": 20, "params": 147_555,
+                                                         "evals": evals((10, -0.2, 1.2)), "final": None}},
+    }
+    k = size_key_numbers(progress)
+    assert k["size_fcn"] == ("meets the target at 150k parameters: slope 0.85 (r 0.93) at 0.80% test error, "
+                             "against 0.82 (r 0.92) at 0.91% with 43k")
+    # still training: compared with the other size at the latest step both reached
+    assert k["size_cnn"] == ("has trained 12 of its 20 steps at 150k parameters; at step 10 its slope on the probe's "
+                             "images is 0.20 at 1.20% test error, against 0.30 at 2.00% with 43k at the same step")
+    assert size_key_numbers({})["size_cnn"] == "has not been trained at 150k parameters"
+    html = size_html(progress, at=(10, 20))
+    assert html.count("<tr") == 1 + 4 and "-0.20 (1.20%)" in html and "12 of 20" in html
+    assert "-0.85 (r -0.93, 0.80%): yes" in html

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from stnbook.experiments import Cell, Experiment, Profile, register
-from stnbook.table1.experiment import make_data, rebuild
+from stnbook.table1.experiment import PAPER_BUDGET, make_data, rebuild
 from stnlib.analysis import rectification, rotation_deg
 from stnlib.models import ModelConfig, build_model, default_budget
 from stnlib.train import Callback
@@ -50,6 +50,12 @@ PROFILES["ramp"] = Profile(
     "ramp", steps=60_000, batch_size=128, lr=1e-3, eval_every=5_000, distortion_ramp=(0.05, 0.4),
     description="the full profile with a distortion curriculum: upright digits for the first 5% of the steps, "
                 "then rotations growing linearly to their full range at 40%")
+# the curriculum at the Table 1 adam profile's model size (150k parameters per model): does a wider classifier,
+# which absorbs more of the rotation by itself, still leave the transformer to undo it, and at what error?
+PROFILES["ramp-150k"] = Profile(
+    "ramp-150k", steps=60_000, batch_size=128, lr=1e-3, eval_every=5_000, distortion_ramp=(0.05, 0.4),
+    param_budget=PAPER_BUDGET, train_overrides={"checkpoint_every": 1_000, "log_every": 100},
+    description="the ramp profile at 150k parameters per model (the Table 1 adam profile's size)")
 
 
 def rectify_cells() -> list[Cell]:

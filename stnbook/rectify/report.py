@@ -431,3 +431,102 @@ def ramp_seed_numbers(cells=("R-st-fcn-affine", "R-st-cnn-affine"), seeds=(0, 1,
         out[f"ramp_{arch}_seed_errors"] = ", ".join(f"{m['test_error']:.2f}%" for _, m in got) or "n/a"
         out[f"ramp_{arch}_seeds_met"] = f"{sum(rectified(m['rectification']) for _, m in got)} of {len(got)}" if got else "n/a"
     return out
+
+
+# the curriculum at two model sizes: the R column's budget (profile "ramp", 42k parameters) and the Table 1 adam
+# profile's (profile "ramp-150k", 150k), where the wider classifier can absorb more of the rotation itself
+SIZE_PROFILES = ("ramp", "ramp-150k")
+SIZE_CELLS = ("R-st-fcn-affine", "R-st-cnn-affine")
+
+
+def size_progress(cells=SIZE_CELLS, profiles=SIZE_PROFILES) -> dict[str, dict[str, dict]]:
+    """{cell: {profile: progress}} of the curriculum's runs at each model size (artifact or checkpoint; see
+    :func:`variant_progress`), each with its model's ``params``; runs with neither are left out."""
+    from stnbook.experiments import cell_model, get_cells, get_profile
+    from stnlib.models import build_model
+
+    out = {}
+    for cell in cells:
+        got = variant_progress(cell, profiles)
+        c = get_cells("rectify", [cell])[0]
+        for name, p in got.items():
+            p["params"] = sum(t.numel() for t in build_model(cell_model(c, get_profile("rectify", name))).parameters())
+        if got:
+            out[cell] = got
+    return out
+
+
+def size_html(progress: dict[str, dict[str, dict]], at: tuple[int, ...] = (5_000, 15_000, 25_000, 40_000, 60_000)) -> str:
+    """HTML table: per cell and model size, the probe's rotation slope (and test error) at the same steps, and the
+    fit on the whole test set once the run has finished."""
+    body = []
+    for cell, runs in progress.items():
+        for name, p in runs.items():
+            by_step = {e["step"]: e for e in p["evals"]}
+            f = p["final"]
+            body.append([rectify_label(cell), f"{p['params'] / 1000:.0f}k ({name})",
+                         *(f"{by_step[s]['rect_slope']:+.2f} ({by_step[s]['error']:.2f}%)" if s in by_step else "&ndash;"
+                           for s in at),
+                         f"{p['step']:,} of {p['of']:,}",
+                         "&ndash;" if f is None else
+                         f"{f['rectification']['slope']:+.2f} (r {f['rectification']['r']:+.2f}, "
+                         f"{f['test_error']:.2f}%): {'yes' if rectified(f['rectification']) else 'no'}"])
+    return html_table(["cell", "parameters (profile)", *(f"step {s:,}" for s in at), "trained",
+                       "whole test set at the end: slope (r, % error): undone?"], body,
+                      caption="rotation slope on the probe's 1,000 test images (test error on all 10,000) at each "
+                              "evaluation; undone: |r| >= 0.9 and |slope| in [0.8, 1.2]")
+
+
+def plot_size_over_training(progress: dict[str, dict[str, dict]], ax=None):
+    """|rotation slope| over training per cell, solid at the R column's budget, dotted at 150k parameters."""
+    from stnbook.experiments import get_profile
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.2, 3.0))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (cell, runs) in enumerate(progress.items()):
+        for name, p in runs.items():
+            pts = [(0, 0.0)] + [(e["step"], abs(e["rect_slope"])) for e in p["evals"]]
+            ax.plot(*zip(*pts), marker="o", ms=3, color=colors[k % len(colors)], ls=":" if name == "ramp-150k" else "-",
+                    label=f"{rectify_label(cell)}, {p['params'] / 1000:.0f}k")
+    start, end = get_profile("rectify", "ramp").ramp_steps("R-st-cnn-affine")
+    ax.axvspan(start, end, color="#fde9c9", zorder=0, label="rotations growing")
+    ax.axhspan(0.8, 1.2, color="0.9", zorder=0, label="undone (|slope| 0.8-1.2)")
+    ax.set(xlabel="Adam step (batch 128)", ylabel="|rotation slope|", ylim=(0, 1.3))
+    ax.legend(fontsize=6.5, ncol=2)
+    ax.figure.tight_layout()
+    return ax
+
+
+def size_key_numbers(progress: dict[str, dict[str, dict]]) -> dict[str, str]:
+    """What the prose says of each R transformer trained with the curriculum at 150k parameters, against the same
+    cell at the R column's budget (keys ``size_<arch>``): its fit on the whole test set once finished, or the
+    probe's slope at the latest evaluation both sizes reached while it trains."""
+    out = {}
+    for arch in ("fcn", "cnn"):
+        runs = progress.get(f"R-st-{arch}-affine", {})
+        big, small = runs.get("ramp-150k"), runs.get("ramp")
+        if big is None:
+            out[f"size_{arch}"] = "has not been trained at 150k parameters"
+        elif big["final"] is not None:
+            f = big["final"]
+            said = (f"{'meets' if rectified(f['rectification']) else 'does not meet'} the target at 150k parameters: "
+                    f"slope {abs(f['rectification']['slope']):.2f} (r {abs(f['rectification']['r']):.2f}) at "
+                    f"{f['test_error']:.2f}% test error")
+            if small is not None and small["final"] is not None:
+                s = small["final"]
+                said += (f", against {abs(s['rectification']['slope']):.2f} (r {abs(s['rectification']['r']):.2f}) at "
+                         f"{s['test_error']:.2f}% with {small['params'] / 1000:.0f}k")
+            out[f"size_{arch}"] = said
+        else:
+            theirs = {e["step"]: e for e in ([] if small is None else small["evals"])}
+            common_steps = [e for e in big["evals"] if e["step"] in theirs]
+            said = f"has trained {big['step']:,} of its {big['of']:,} steps at 150k parameters"
+            if common_steps:
+                e = common_steps[-1]
+                t = theirs[e["step"]]
+                said += (f"; at step {e['step']:,} its slope on the probe's images is {abs(e['rect_slope']):.2f} at "
+                         f"{e['error']:.2f}% test error, against {abs(t['rect_slope']):.2f} at {t['error']:.2f}% with "
+                         f"{small['params'] / 1000:.0f}k at the same step")
+            out[f"size_{arch}"] = said
+    return out
