@@ -415,21 +415,23 @@ def ramp_key_numbers(results: dict[str, dict[str, dict]]) -> dict[str, str]:
     return out
 
 
-def ramp_seed_numbers(cells=("R-st-fcn-affine", "R-st-cnn-affine"), seeds=(0, 1, 2)) -> dict[str, str]:
-    """The curriculum's runs of ``cells`` with every seed that has an artifact: keys ``ramp_<arch>_seed_fits`` (each
-    seed's |slope| and |r|), ``ramp_<arch>_seed_errors`` and ``ramp_<arch>_seeds_met`` ("k of n" seeds meeting the
-    target); "n/a" without runs."""
+def ramp_seed_numbers(cells=("R-st-fcn-affine", "R-st-cnn-affine"), seeds=(0, 1, 2), profile: str = "ramp",
+                      prefix: str = "ramp") -> dict[str, str]:
+    """The curriculum's runs (rectify ``profile``) of ``cells`` with every seed that has an artifact: keys
+    ``<prefix>_<arch>_seed_fits`` (each seed's |slope| and |r|), ``<prefix>_<arch>_seed_errors`` and
+    ``<prefix>_<arch>_seeds_met`` ("k of n" seeds meeting the target); "n/a" without runs."""
     from stnbook.experiments import load_results
 
-    runs = {s: load_results("rectify", "ramp", seed=s) for s in seeds}
+    runs = {s: load_results("rectify", profile, seed=s) for s in seeds}
     out = {}
     for cell in cells:
         arch = cell.split("-")[2]
         got = [(s, r[cell]) for s, r in runs.items() if cell in r]
-        out[f"ramp_{arch}_seed_fits"] = ", ".join(
+        out[f"{prefix}_{arch}_seed_fits"] = ", ".join(
             f"{abs(m['rectification']['slope']):.2f} (r {abs(m['rectification']['r']):.2f}, seed {s})" for s, m in got) or "n/a"
-        out[f"ramp_{arch}_seed_errors"] = ", ".join(f"{m['test_error']:.2f}%" for _, m in got) or "n/a"
-        out[f"ramp_{arch}_seeds_met"] = f"{sum(rectified(m['rectification']) for _, m in got)} of {len(got)}" if got else "n/a"
+        out[f"{prefix}_{arch}_seed_errors"] = ", ".join(f"{m['test_error']:.2f}%" for _, m in got) or "n/a"
+        out[f"{prefix}_{arch}_seeds_met"] = (f"{sum(rectified(m['rectification']) for _, m in got)} of {len(got)}"
+                                             if got else "n/a")
     return out
 
 
@@ -530,3 +532,13 @@ def size_key_numbers(progress: dict[str, dict[str, dict]]) -> dict[str, str]:
                          f"{small['params'] / 1000:.0f}k at the same step")
             out[f"size_{arch}"] = said
     return out
+
+
+def size_adam_errors() -> dict[str, str]:
+    """Test error of the R ST-FCN and ST-CNN affine of Table 1's adam profile (the same size and recipe, without
+    the curriculum), keys ``size_<arch>_adam_error``; "n/a" where a run is missing."""
+    from stnbook.experiments import load_results
+
+    adam = load_results("table1", "adam")
+    return {f"size_{arch}_adam_error": f"{adam[c]['test_error']:.2f}" if c in adam else "n/a"
+            for arch, c in (("fcn", "R-st-fcn-affine"), ("cnn", "R-st-cnn-affine"))}
