@@ -215,7 +215,7 @@ def test_outside_rows_name_a_lever_per_cell_and_estimate_the_paper_size_from_a_m
             "P-cnn": metrics("P-cnn", 3.5, 3.8, side=28),  # P: the data
             "E-cnn": metrics("E-cnn", 2.8, 0.5, side=28),  # 2.0x, trains far below its test error: other
             "R-cnn": metrics("R-cnn", 1.0, 1.0, side=28)}  # within 1.5x: not listed
-    rows = report.outside_rows(best)
+    rows = report.outside_rows(best, by_seed={}, progress={})
     assert [r["cell"] for r in rows] == ["TC-cnn", "P-cnn", "E-cnn", "TC-fcn"]  # worst ratio first
     assert [r["lever"] for r in rows] == ["capacity", "data", "other", "steps"]
     assert rows[0]["late_drop"] == pytest.approx(1.0) and rows[0]["train"] == 10.3
@@ -230,6 +230,28 @@ def test_outside_rows_name_a_lever_per_cell_and_estimate_the_paper_size_from_a_m
             "segments": [{**best["TC-fcn"]["segments"][0], "to_step": 300_000}],
             "history": [{"step": 300_000, "error": 26.1}],
             "eval_history": [{"step": 280_000, "error": 27.0}, {"step": 300_000, "error": 26.0}]}
-    row = report.outside_rows({"TC-fcn": done})[0]
+    row = report.outside_rows({"TC-fcn": done}, by_seed={}, progress={})[0]
     assert row["lever"] == "steps" and row["estimate"] is None
     assert "after the paper's number of training images" in report.outside_html([row])
+    assert rows[0]["progress"] is None and "Under way" not in html  # no 400k run started
+
+
+def test_outside_rows_show_how_far_the_400k_run_has_got_and_what_it_still_costs():
+    best = {"TC-cnn": {"cell": "TC-cnn", "test_error": 10.5, "params": 150_000, "steps": 60_000, "batch_size": 128,
+                       "profile": "adam", "width": 45,
+                       "model_config": {"arch": "cnn", "transform": None, "in_size": [60, 60], "in_channels": 1,
+                                        "num_classes": 10, "param_budget": 150_000},
+                       "segments": [{"from_step": 0, "to_step": 60_000, "wall_time_s": 3600.0}],
+                       "history": [{"step": 60_000, "error": 10.3}], "eval_history": []}}
+    running = {"state": "in progress", "step": 15_000, "of": 60_000, "error": 7.25,
+               "eval_history": [{"step": 10_000, "error": 9.0}, {"step": 15_000, "error": 7.25}],
+               "segments": [{"from_step": 0, "to_step": 5_000, "wall_time_s": 1800.0},
+                            {"from_step": 5_000, "to_step": 15_000, "wall_time_s": 3600.0}]}
+    finished = {**running, "state": "finished", "step": 60_000}
+    row = report.outside_rows(best, by_seed={}, progress={"TC-cnn": running})[0]
+    assert row["lever"] == "capacity" and row["progress"] is running
+    html = report.outside_html([row])
+    # 5,400 s over 15,000 steps = 0.36 s a step; 45,000 steps left = 4.5 hours
+    assert "Under way: step 15,000 of 60,000, 7.25% at its latest evaluation (step 15,000)" in html
+    assert "0.36 s per step, about 4.5 CPU-hours left" in html
+    assert report.outside_rows(best, by_seed={}, progress={"TC-cnn": finished})[0]["progress"] is None

@@ -1002,7 +1002,7 @@ def _paper_images_cpu_hours(metrics: dict) -> tuple[float, float] | None:
 
 
 def outside_rows(best: dict[str, dict], by_seed: dict[int, dict[str, dict]] | None = None,
-                 factor: float = 1.5) -> list[dict]:
+                 factor: float = 1.5, progress: dict[str, dict] | None = None) -> list[dict]:
     """Every cell of ``best`` (:func:`best_results`) above ``factor`` times the paper's error, worst ratio first:
     ``cell``, ``ours``, ``paper``, ``ratio``, ``profile``, ``params``, ``train`` (:func:`train_error_at_end`),
     ``seeds`` ((mean, std, n) over the adam profile's finished seeds when there are several, else None),
@@ -1010,8 +1010,10 @@ def outside_rows(best: dict[str, dict], by_seed: dict[int, dict[str, dict]] | No
     and ``lever``: "data" (the P column, see its section), "capacity" (it underfits below the paper's size;
     ``estimate`` = :func:`_at_budget_cpu_hours` at 400k parameters), "steps" (it underfits at the paper's size;
     ``estimate`` = :func:`_paper_images_cpu_hours`, None once it has seen the paper's number of training images)
-    or "other" (its training error is below its test error). ``by_seed``: :func:`seed_results` when the caller
-    has it already (default: loaded here)."""
+    or "other" (its training error is below its test error); a "capacity" row also has ``progress``: its
+    unfinished run at 400k parameters (:func:`paper_progress` of the adam-400k profile, read from ``progress``,
+    default: the committed checkpoints), or None when none has started. ``by_seed``: :func:`seed_results` when
+    the caller has it already (default: loaded here)."""
     from stnbook.table1.experiment import PAPER_SIZE_BUDGET
 
     by_seed = seed_results("adam") if by_seed is None else by_seed
@@ -1034,6 +1036,9 @@ def outside_rows(best: dict[str, dict], by_seed: dict[int, dict[str, dict]] | No
             big = (m.get("params") or 0) >= 0.75 * PAPER_SIZE_BUDGET
             row["lever"] = "steps" if big else "capacity"
             row["estimate"] = _paper_images_cpu_hours(m) if big else _at_budget_cpu_hours(m, PAPER_SIZE_BUDGET)
+            if not big:
+                started = (paper_progress([cell], profile="adam-400k") if progress is None else progress).get(cell)
+                row["progress"] = started if started and started["state"] == "in progress" else None
         else:
             row["lever"] = "other"
         out.append(row)
@@ -1050,8 +1055,18 @@ def _lever_html(r: dict) -> str:
         est = r["estimate"]
         cost = ("" if est is None else f", about {est[0]:.0f} CPU-hours on one thread (this run's time x{est[1]:.1f}, "
                 f"the ratio of multiply-adds per image)")
-        return (f"underfits (training error {train}{drop}): the paper's size, <code>python -m stnbook run table1 "
+        text = (f"underfits (training error {train}{drop}): the paper's size, <code>python -m stnbook run table1 "
                 f"--profile adam-400k --cells {html.escape(r['cell'])}</code>{cost}")
+        run = r.get("progress")
+        if run:
+            secs = sum(sg["wall_time_s"] for sg in run["segments"])
+            latest = ("" if run["error"] is None else
+                      f", {run['error']:.2f}% at its latest evaluation (step {run['eval_history'][-1]['step']:,})")
+            left = ("" if not run["step"] else f"; at its measured {secs / run['step']:.2f} s per step, about "
+                    f"{secs / run['step'] * (run['of'] - run['step']) / 3600:.1f} CPU-hours left")
+            text += (f". Under way: step {run['step']:,} of {run['of']:,}{latest}{left}; the same command "
+                     f"continues it from its checkpoint")
+        return text
     if r["lever"] == "steps":
         est = r["estimate"]
         if est is None:
@@ -1238,19 +1253,20 @@ def plot_pose_by_class(theta: torch.Tensor, data: dict, bins: int = 36):
 
 # ---- the paper's schedule -------------------------------------------------------------------------------
 
-def paper_progress(cells: Sequence[str] | None = None) -> dict[str, dict]:
-    """Each paper-profile cell's state: finished (its metrics) or in progress (step, eval history and compute
-    segments read from its committed checkpoint); cells not started are left out."""
+def paper_progress(cells: Sequence[str] | None = None, profile: str = "paper") -> dict[str, dict]:
+    """Each cell's state in ``profile`` (default: the paper's schedule): finished (its metrics) or in progress
+    (step, eval history and compute segments read from its committed checkpoint); cells not started are left
+    out."""
     import json
 
     from stnbook.experiments import artifact_dir, get_cells, get_profile, run_dir_of
     from stnlib.io import safe_torch_load
 
-    steps = get_profile("table1", "paper").steps
+    steps = get_profile("table1", profile).steps
     out = {}
     for cell in get_cells("table1", list(cells) if cells else None):
-        done = artifact_dir(cell, "paper") / "metrics.json"
-        ckpt = run_dir_of(cell, "paper") / "checkpoint.pt"
+        done = artifact_dir(cell, profile) / "metrics.json"
+        ckpt = run_dir_of(cell, profile) / "checkpoint.pt"
         if done.exists():
             m = json.loads(done.read_text())
             out[cell.id] = {"state": "finished", "step": m["steps"], "of": steps, "eval_history": m["eval_history"],
