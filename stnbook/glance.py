@@ -27,7 +27,7 @@ TOLERANCE = 1.5
 """Ours counts as reproduced when its error is at most this many times the paper's."""
 REPRODUCED, ORDERING_ONLY, NOT_YET = "reproduced", "ordering only", "not yet"
 VERDICTS = (REPRODUCED, ORDERING_ONLY, NOT_YET)
-PROFILES = ("full", "long", "adam", "adam-400k", "paper", "adam-400k-long", "fast")
+PROFILES = ("full", "long", "adam", "adam-400k", "adam-400k-warmup", "paper", "adam-400k-long", "fast")
 """The committed profiles a row may quote (each cell: the one of these with the most training that has an artifact;
 on a tie the later one, so the adam recipe at the paper's 400k parameters before the same at 150k);
 ``smoke`` is CI's, ``check-*`` repeat a profile with other precisions."""

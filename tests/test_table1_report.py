@@ -224,7 +224,7 @@ def test_outside_rows_name_a_lever_per_cell_and_estimate_the_paper_size_from_a_m
     assert rows[1]["estimate"] is None and rows[2]["estimate"] is None
     assert rows[3]["estimate"] == pytest.approx((5.0, 5.0))  # one measured hour, the paper's 5x the images
     html = report.outside_html(rows)
-    assert "--profile adam-400k --cells TC-cnn" in html and "mostly the data" in html and "3.00x" in html
+    assert "--profile adam-400k-warmup --cells TC-cnn" in html and "mostly the data" in html and "3.00x" in html
     assert "--profile adam-400k-long --cells TC-fcn</code>, about 5.0 CPU-hours" in html
     done = {**best["TC-fcn"], "steps": 300_000, "profile": "adam-400k-long",  # the paper's images seen: no estimate
             "segments": [{**best["TC-fcn"]["segments"][0], "to_step": 300_000}],
@@ -242,7 +242,8 @@ def test_outside_rows_show_how_far_the_400k_run_has_got_and_what_it_still_costs(
                        "model_config": {"arch": "cnn", "transform": None, "in_size": [60, 60], "in_channels": 1,
                                         "num_classes": 10, "param_budget": 150_000},
                        "segments": [{"from_step": 0, "to_step": 60_000, "wall_time_s": 3600.0}],
-                       "history": [{"step": 60_000, "error": 10.3}], "eval_history": []}}
+                       "history": [{"step": 60_000, "error": 10.3}],
+                       "eval_history": [{"step": 15_000, "error": 14.4}, {"step": 60_000, "error": 10.5}]}}
     running = {"state": "in progress", "step": 15_000, "of": 60_000, "error": 7.25,
                "eval_history": [{"step": 10_000, "error": 9.0}, {"step": 15_000, "error": 7.25}],
                "segments": [{"from_step": 0, "to_step": 5_000, "wall_time_s": 1800.0},
@@ -252,6 +253,8 @@ def test_outside_rows_show_how_far_the_400k_run_has_got_and_what_it_still_costs(
     assert row["lever"] == "capacity" and row["progress"] is running
     html = report.outside_html([row])
     # 5,400 s over 15,000 steps = 0.36 s a step; 45,000 steps left = 4.5 hours
-    assert "Under way: step 15,000 of 60,000, 7.25% at its latest evaluation (step 15,000)" in html
+    assert row["wide_profile"] == "adam-400k-warmup" and row["same_step"] == 14.4
+    assert ("Under way: step 15,000 of 60,000, 7.25% at its latest evaluation (step 15,000; the adam run had "
+            "14.40% there)") in html
     assert "0.36 s per step, about 4.5 CPU-hours left" in html
     assert report.outside_rows(best, by_seed={}, progress={"TC-cnn": finished})[0]["progress"] is None

@@ -1001,6 +1001,17 @@ def _paper_images_cpu_hours(metrics: dict) -> tuple[float, float] | None:
     return per_step * metrics["steps"] * target / images / 3600, target / images
 
 
+def wide_profile(cell: str) -> str:
+    """The profile that trains ``cell`` at the paper's size: ``adam-400k-warmup`` for the convolutional cells (at
+    400k parameters the plain CNN needs the learning-rate warm-up to train at all), ``adam-400k`` for the rest.
+
+    Examples:
+        >>> wide_profile("TC-cnn"), wide_profile("RTS-st-cnn-affine"), wide_profile("TC-fcn")
+        ('adam-400k-warmup', 'adam-400k-warmup', 'adam-400k')
+    """
+    return "adam-400k-warmup" if "cnn" in cell.split("-") else "adam-400k"
+
+
 def outside_rows(best: dict[str, dict], by_seed: dict[int, dict[str, dict]] | None = None,
                  factor: float = 1.5, progress: dict[str, dict] | None = None) -> list[dict]:
     """Every cell of ``best`` (:func:`best_results`) above ``factor`` times the paper's error, worst ratio first:
@@ -1008,11 +1019,12 @@ def outside_rows(best: dict[str, dict], by_seed: dict[int, dict[str, dict]] | No
     ``seeds`` ((mean, std, n) over the adam profile's finished seeds when there are several, else None),
     ``late_drop`` (points the test error fell over the run's last 20,000 steps, None without evaluations there)
     and ``lever``: "data" (the P column, see its section), "capacity" (it underfits below the paper's size;
-    ``estimate`` = :func:`_at_budget_cpu_hours` at 400k parameters), "steps" (it underfits at the paper's size;
+    ``estimate`` = :func:`_at_budget_cpu_hours` at 400k parameters, ``wide_profile`` = :func:`wide_profile`), "steps" (it underfits at the paper's size;
     ``estimate`` = :func:`_paper_images_cpu_hours`, None once it has seen the paper's number of training images)
     or "other" (its training error is below its test error); a "capacity" row also has ``progress``: its
-    unfinished run at 400k parameters (:func:`paper_progress` of the adam-400k profile, read from ``progress``,
-    default: the committed checkpoints), or None when none has started. ``by_seed``: :func:`seed_results` when
+    unfinished run at 400k parameters (:func:`paper_progress` of its ``wide_profile``, read from ``progress``,
+    default: the committed checkpoints), or None when none has started, and ``same_step``: this cell's own error
+    at that run's latest evaluation step (None where it has none). ``by_seed``: :func:`seed_results` when
     the caller has it already (default: loaded here)."""
     from stnbook.table1.experiment import PAPER_SIZE_BUDGET
 
@@ -1037,8 +1049,12 @@ def outside_rows(best: dict[str, dict], by_seed: dict[int, dict[str, dict]] | No
             row["lever"] = "steps" if big else "capacity"
             row["estimate"] = _paper_images_cpu_hours(m) if big else _at_budget_cpu_hours(m, PAPER_SIZE_BUDGET)
             if not big:
-                started = (paper_progress([cell], profile="adam-400k") if progress is None else progress).get(cell)
+                row["wide_profile"] = wide_profile(cell)
+                started = (paper_progress([cell], profile=row["wide_profile"]) if progress is None
+                           else progress).get(cell)
                 row["progress"] = started if started and started["state"] == "in progress" else None
+                row["same_step"] = evals.get(started["eval_history"][-1]["step"]) if row["progress"] and \
+                    started["eval_history"] else None
         else:
             row["lever"] = "other"
         out.append(row)
@@ -1055,13 +1071,16 @@ def _lever_html(r: dict) -> str:
         est = r["estimate"]
         cost = ("" if est is None else f", about {est[0]:.0f} CPU-hours on one thread (this run's time x{est[1]:.1f}, "
                 f"the ratio of multiply-adds per image)")
+        wide = r.get("wide_profile", "adam-400k")
         text = (f"underfits (training error {train}{drop}): the paper's size, <code>python -m stnbook run table1 "
-                f"--profile adam-400k --cells {html.escape(r['cell'])}</code>{cost}")
+                f"--profile {wide} --cells {html.escape(r['cell'])}</code>{cost}")
         run = r.get("progress")
         if run:
             secs = sum(sg["wall_time_s"] for sg in run["segments"])
             latest = ("" if run["error"] is None else
-                      f", {run['error']:.2f}% at its latest evaluation (step {run['eval_history'][-1]['step']:,})")
+                      f", {run['error']:.2f}% at its latest evaluation (step {run['eval_history'][-1]['step']:,}"
+                      + ("" if r.get("same_step") is None else
+                         f"; the {html.escape(r['profile'])} run had {r['same_step']:.2f}% there") + ")")
             left = ("" if not run["step"] else f"; at its measured {secs / run['step']:.2f} s per step, about "
                     f"{secs / run['step'] * (run['of'] - run['step']) / 3600:.1f} CPU-hours left")
             text += (f". Under way: step {run['step']:,} of {run['of']:,}{latest}{left}; the same command "
