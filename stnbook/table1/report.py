@@ -1019,9 +1019,9 @@ def outside_rows(best: dict[str, dict], by_seed: dict[int, dict[str, dict]] | No
     ``seeds`` ((mean, std, n) over the adam profile's finished seeds when there are several, else None),
     ``late_drop`` (points the test error fell over the run's last 20,000 steps, None without evaluations there)
     and ``lever``: "data" (the P column, see its section), "capacity" (it underfits below the paper's size;
-    ``estimate`` = :func:`_at_budget_cpu_hours` at 400k parameters, ``wide_profile`` = :func:`wide_profile`), "steps" (it underfits at the paper's size;
-    ``estimate`` = :func:`_paper_images_cpu_hours`, None once it has seen the paper's number of training images)
-    or "other" (its training error is below its test error); a "capacity" row also has ``progress``: its
+    ``estimate`` = :func:`_at_budget_cpu_hours` at 400k parameters, ``wide_profile`` = :func:`wide_profile`),
+    "steps" (it underfits at the paper's size; ``estimate`` = :func:`_paper_images_cpu_hours`, None once it has
+    seen the paper's number of training images) or "other" (its training error is below its test error); a "capacity" row also has ``progress``: its
     unfinished run at 400k parameters (:func:`paper_progress` of its ``wide_profile``, read from ``progress``,
     default: the committed checkpoints), or None when none has started, and ``same_step``: this cell's own error
     at that run's latest evaluation step (None where it has none). ``by_seed``: :func:`seed_results` when
@@ -1053,8 +1053,8 @@ def outside_rows(best: dict[str, dict], by_seed: dict[int, dict[str, dict]] | No
                 started = (paper_progress([cell], profile=row["wide_profile"]) if progress is None
                            else progress).get(cell)
                 row["progress"] = started if started and started["state"] == "in progress" else None
-                row["same_step"] = evals.get(started["eval_history"][-1]["step"]) if row["progress"] and \
-                    started["eval_history"] else None
+                latest = row["progress"]["eval_history"][-1:] if row["progress"] else []
+                row["same_step"] = evals.get(latest[0]["step"]) if latest else None
         else:
             row["lever"] = "other"
         out.append(row)
@@ -1071,9 +1071,8 @@ def _lever_html(r: dict) -> str:
         est = r["estimate"]
         cost = ("" if est is None else f", about {est[0]:.0f} CPU-hours on one thread (this run's time x{est[1]:.1f}, "
                 f"the ratio of multiply-adds per image)")
-        wide = r.get("wide_profile", "adam-400k")
         text = (f"underfits (training error {train}{drop}): the paper's size, <code>python -m stnbook run table1 "
-                f"--profile {wide} --cells {html.escape(r['cell'])}</code>{cost}")
+                f"--profile {r['wide_profile']} --cells {html.escape(r['cell'])}</code>{cost}")
         run = r.get("progress")
         if run:
             secs = sum(sg["wall_time_s"] for sg in run["segments"])
