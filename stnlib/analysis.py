@@ -1,5 +1,6 @@
 """Analyses of transformers: d(output)/d(theta), fitting theta by gradient descent, and measuring what a trained
-transformer does (the rotation and scale implied by theta, and how much of an applied distortion it undoes)."""
+transformer does (the rotation and scale implied by theta, and how much of an applied distortion it undoes); and
+which units of a trained network never fire."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .coords import ALIGN_CORNERS
 from .sampler import bilinear_sample
@@ -260,3 +262,58 @@ def volume_rectification(applied_rotation: torch.Tensor, applied_angles_deg: tor
             "applied_tilt_deg": float(applied_tilt.mean()), "residual_tilt_deg": float(pose["tilt_deg"].mean()),
             "pose_deg": float(rotation_angle_deg(mean_pose)[0]), "spread_deg": float(spread.mean()),
             "axes": axes, "n": int(theta.shape[0])}
+
+
+def silent_units(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> list[dict]:
+    """The units behind each ``nn.ReLU`` of ``model`` that never fire on the inputs ``x``.
+
+    A unit is a feature of a fully connected layer's output (N, C) or a channel of a convolution's (N, C, ...);
+    it is silent when its ReLU output is zero at every position of every input. A silent unit passes no signal
+    and no gradient, so it is capacity the model has lost; ReLU networks trained at a high learning rate from the
+    first step can lose many (the "dying ReLU"). ``model`` runs in eval mode without gradients, ``batch_size``
+    inputs at a time; its training mode is restored afterwards. Only ``nn.ReLU`` modules are seen (not
+    ``F.relu``); a module called twice counts its units once, firing if either call fired.
+
+    Returns one dict per ReLU module, in the order they first ran: ``layer`` (its name in ``model``), ``units``,
+    ``silent`` (never fired) and ``spatial`` (True when its output has positions, a convolution's channels).
+
+    Examples:
+        >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
+        >>> with torch.no_grad():
+        ...     _ = net[0].weight.zero_(), net[0].bias.copy_(torch.tensor([1.0, -1.0, 0.5]))
+        >>> silent_units(net, torch.randn(8, 2))
+        [{'layer': '1', 'units': 3, 'silent': 1, 'spatial': False}]
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or len(x) == 0:
+        raise ValueError(f"silent_units expects a non-empty batch of inputs (N, ...), got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    relus = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.ReLU)]
+    if not relus:
+        raise ValueError(f"{type(model).__name__} has no nn.ReLU modules to measure")
+    fired: dict[str, torch.Tensor] = {}
+    spatial: dict[str, bool] = {}
+
+    def hook(name):
+        def record(module, inputs, out):
+            if out.dim() < 2:
+                raise ValueError(f"ReLU {name!r} gave an output of shape {tuple(out.shape)}; expected (N, C, ...)")
+            now = (out > 0).transpose(0, 1).reshape(out.shape[1], -1).any(1)
+            fired[name] = now if name not in fired else fired[name] | now
+            spatial[name] = out.dim() > 2
+        return record
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in relus]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                model(x[start:start + batch_size])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return [{"layer": name, "units": int(f.numel()), "silent": int((~f).sum()), "spatial": spatial[name]}
+            for name, f in fired.items()]

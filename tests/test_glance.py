@@ -273,3 +273,23 @@ def test_table1_row_averages_the_other_seeds_of_the_best_run(fake_results):
     write_metrics(fake_results, "table1", "full", "RTS-st-cnn-affine/seed2", test_error=9.9)  # another profile
     row = by_title(glance.rows(fake_results))[title]
     assert row.ours_value == 0.6 and "2 seeds: 0.70 &plusmn; 0.14%" in row.ours
+
+
+def test_a_run_of_a_fixed_recipe_replaces_the_runs_it_supersedes_however_long(tmp_path):
+    w = lambda *a, **k: write_metrics(tmp_path, "table1", *a, **k)
+    w("adam", "TC-fcn", test_error=40.0, steps=60_000)
+    w("adam-400k", "TC-fcn", test_error=26.0, steps=60_000)
+    w("adam-400k-long", "TC-fcn", test_error=22.0, steps=300_000)
+    w("adam-400k", "RTS-fcn", test_error=6.0, steps=60_000)
+    w("adam-400k-long", "RTS-fcn", test_error=9.0, steps=300_000)
+    art = glance.Artifacts(tmp_path)
+    assert art.best("table1", "TC-fcn")["profile"] == "adam-400k-long"  # the most training, while nothing fixes it
+    w("adam-400k-warmup", "TC-fcn", test_error=30.0, steps=60_000)  # worse, and still the one quoted: the recipe decides
+    w("adam-400k-warmup", "RTS-fcn", test_error=5.0, steps=60_000)
+    art = glance.Artifacts(tmp_path)
+    assert art.best("table1", "TC-fcn")["test_error"] == 30.0
+    assert art.best("table1", "RTS-fcn")["profile"] == "adam-400k-warmup"
+    w("adam", "E-fcn", test_error=2.0, steps=60_000)  # a profile the fix does not supersede: most training, tie: later
+    w("adam-400k-warmup", "E-fcn", test_error=3.0, steps=60_000)
+    assert glance.Artifacts(tmp_path).best("table1", "E-fcn")["profile"] == "adam-400k-warmup"
+    assert glance.Artifacts(tmp_path).best("table1", "P-fcn") is None

@@ -1,10 +1,12 @@
-"""The rectification measure: implied rotation/scale of theta, and the fit against the applied distortion."""
+"""The rectification measure: implied rotation/scale of theta, and the fit against the applied distortion; and the
+count of units that never fire."""
 
 import pytest
 import torch
+from torch import nn
 
 from stnlib import get_transform
-from stnlib.analysis import implied_similarity, rectification, rotation_deg, scale_of
+from stnlib.analysis import implied_similarity, rectification, rotation_deg, scale_of, silent_units
 from stnlib.data.distortions import distortion_matrix, sample_distortion
 
 
@@ -50,3 +52,28 @@ def test_the_measure_recovers_the_true_inverse_of_the_R_distortion():
 def test_rectification_refuses_mismatched_series():
     with pytest.raises(ValueError, match="equal-length"):
         rectification(torch.zeros(5), torch.zeros(4))
+
+
+def test_silent_units_counts_channels_that_never_fire_across_batches():
+    conv = nn.Conv2d(1, 4, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.copy_(torch.tensor([1.0, -1.0, -1.0, 0.5]))
+        conv.weight[2, 0, 1, 1] = 1.0  # channel 2 fires only where the input exceeds 1
+    net = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(4 * 5 * 5, 3), nn.ReLU()).train()
+    x = torch.zeros(10, 1, 5, 5)
+    x[7, 0, 2, 3] = 2.0  # one pixel of one image, in the third batch of 3
+    out = silent_units(net, x, batch_size=3)
+    assert out[0] == {"layer": "1", "units": 4, "silent": 1, "spatial": True}
+    assert out[1]["layer"] == "4" and out[1]["units"] == 3 and not out[1]["spatial"]
+    assert silent_units(net, x[:7])[0]["silent"] == 2  # without that image channel 2 never fires
+    assert net.training  # the caller's mode is restored
+
+
+def test_silent_units_refuses_what_it_cannot_measure():
+    with pytest.raises(ValueError, match="no nn.ReLU"):
+        silent_units(nn.Linear(2, 2), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match=r"batch of inputs \(N, \.\.\.\)"):
+        silent_units(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), torch.zeros(2))
+    with pytest.raises(ValueError, match="batch_size"):
+        silent_units(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), torch.zeros(3, 2), batch_size=0)

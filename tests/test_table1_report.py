@@ -225,7 +225,7 @@ def test_outside_rows_name_a_lever_per_cell_and_estimate_the_paper_size_from_a_m
     assert rows[3]["estimate"] == pytest.approx((5.0, 5.0))  # one measured hour, the paper's 5x the images
     html = report.outside_html(rows)
     assert "--profile adam-400k-warmup --cells TC-cnn" in html and "mostly the data" in html and "3.00x" in html
-    assert "--profile adam-400k-long --cells TC-fcn</code>, about 5.0 CPU-hours" in html
+    assert "--profile adam-400k-warmup-long --cells TC-fcn</code>, about 5.0 CPU-hours" in html
     done = {**best["TC-fcn"], "steps": 300_000, "profile": "adam-400k-long",  # the paper's images seen: no estimate
             "segments": [{**best["TC-fcn"]["segments"][0], "to_step": 300_000}],
             "history": [{"step": 300_000, "error": 26.1}],
@@ -258,3 +258,43 @@ def test_outside_rows_show_how_far_the_400k_run_has_got_and_what_it_still_costs(
             "14.40% there)") in html
     assert "0.36 s per step, about 4.5 CPU-hours left" in html
     assert report.outside_rows(best, by_seed={}, progress={"TC-cnn": finished})[0]["progress"] is None
+
+
+class _TinyST(torch.nn.Module):
+    """A classifier behind a localisation net, named as the Table 1 models name them, with known silent units."""
+
+    def __init__(self):
+        super().__init__()
+        self.st = torch.nn.Module()
+        self.st.loc_net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU(),
+                                              torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU())
+        self.classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 4), torch.nn.ReLU(),
+                                              torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+        with torch.no_grad():
+            for layer, bias in ((self.st.loc_net[2], [-1.0] * 4), (self.classifier[1], [1.0, -1.0, -1.0, 1.0]),
+                                (self.classifier[3], [1.0, 1.0, 1.0, -1.0])):
+                layer.weight.zero_()
+                layer.bias.copy_(torch.tensor(bias))
+
+    def forward(self, x):
+        self.st.loc_net(x)
+        return self.classifier(x)
+
+
+def test_silent_units_of_a_run_split_classifier_and_localisation_net_and_show_in_the_table():
+    from stnbook.table1 import units
+
+    info = {"state": "in progress", "step": 7_000, "of": 60_000, "error": 2.5, "error_step": 5_000, "params": 123_456}
+    row = units.silent_row("RTS-st-cnn-affine", "adam-400k-warmup", _TinyST(), info, torch.randn(6, 1, 4, 4))
+    assert [u["silent"] for u in row["layers"]] == [2, 1] and not row["layers"][0]["spatial"]
+    assert [u["silent"] for u in row["loc_layers"]][1] == 4 and row["loc_layers"][1]["spatial"]
+    plain = {**row, "cell": "RTS-cnn", "profile": "adam", "state": "finished", "step": 60_000, "error": 1.55,
+             "loc_layers": []}
+    html = units.silent_html([row, plain])
+    assert "adam-400k-warmup, 123k parameters, step 7,000 of 60,000" in html and "2.50% (step 5,000)" in html
+    assert "<b>2 of 4 units (50%)</b>" in html and "1 of 4 units (25%)</td>" in html
+    assert "<b>4 of 4 channels (100%)</b>" in html and "adam, 123k parameters, finished" in html
+    assert "<td>1.55%</td>" in html and html.count("&ndash;") == 1  # the plain model has no localisation net
+    k = units.silent_key_numbers([row, plain])
+    assert k["silent_RTS_st_cnn_affine_adam_400k_warmup"] == "2 of 4" and k["silent_RTS_cnn_adam_error"] == "1.55"
+    assert (k["silent_loc_min"], k["silent_loc_max"]) == ("100%", "100%")

@@ -1001,15 +1001,10 @@ def _paper_images_cpu_hours(metrics: dict) -> tuple[float, float] | None:
     return per_step * metrics["steps"] * target / images / 3600, target / images
 
 
-def wide_profile(cell: str) -> str:
-    """The profile that trains ``cell`` at the paper's size: ``adam-400k-warmup`` for the convolutional cells (at
-    400k parameters the plain CNN needs the learning-rate warm-up to train at all), ``adam-400k`` for the rest.
-
-    Examples:
-        >>> wide_profile("TC-cnn"), wide_profile("RTS-st-cnn-affine"), wide_profile("TC-fcn")
-        ('adam-400k-warmup', 'adam-400k-warmup', 'adam-400k')
-    """
-    return "adam-400k-warmup" if "cnn" in cell.split("-") else "adam-400k"
+PAPER_SIZE_PROFILE = "adam-400k-warmup"
+"""The profile that trains a cell at the paper's size: the adam recipe at 400k parameters with a 2,000-step
+learning-rate warm-up, without which Adam's first steps switch off many units for good (the plain CNN on TC
+trains no further than chance; :mod:`stnbook.table1.units` counts them)."""
 
 
 def outside_rows(best: dict[str, dict], by_seed: dict[int, dict[str, dict]] | None = None,
@@ -1019,7 +1014,7 @@ def outside_rows(best: dict[str, dict], by_seed: dict[int, dict[str, dict]] | No
     ``seeds`` ((mean, std, n) over the adam profile's finished seeds when there are several, else None),
     ``late_drop`` (points the test error fell over the run's last 20,000 steps, None without evaluations there)
     and ``lever``: "data" (the P column, see its section), "capacity" (it underfits below the paper's size;
-    ``estimate`` = :func:`_at_budget_cpu_hours` at 400k parameters, ``wide_profile`` = :func:`wide_profile`),
+    ``estimate`` = :func:`_at_budget_cpu_hours` at 400k parameters, ``wide_profile`` = :data:`PAPER_SIZE_PROFILE`),
     "steps" (it underfits at the paper's size; ``estimate`` = :func:`_paper_images_cpu_hours`, None once it has
     seen the paper's number of training images) or "other" (its training error is below its test error); a "capacity" row also has ``progress``: its
     unfinished run at 400k parameters (:func:`paper_progress` of its ``wide_profile``, read from ``progress``,
@@ -1049,7 +1044,7 @@ def outside_rows(best: dict[str, dict], by_seed: dict[int, dict[str, dict]] | No
             row["lever"] = "steps" if big else "capacity"
             row["estimate"] = _paper_images_cpu_hours(m) if big else _at_budget_cpu_hours(m, PAPER_SIZE_BUDGET)
             if not big:
-                row["wide_profile"] = wide_profile(cell)
+                row["wide_profile"] = PAPER_SIZE_PROFILE
                 started = (paper_progress([cell], profile=row["wide_profile"]) if progress is None
                            else progress).get(cell)
                 row["progress"] = started if started and started["state"] == "in progress" else None
@@ -1091,7 +1086,7 @@ def _lever_html(r: dict) -> str:
             return (f"underfits at the paper's size after the paper's number of training images (training error "
                     f"{train}{drop}): a wider model or a longer schedule than the paper's; not run")
         return (f"underfits at the paper's size (training error {train}{drop}): the paper's number of training "
-                f"images, <code>python -m stnbook run table1 --profile adam-400k-long --cells "
+                f"images, <code>python -m stnbook run table1 --profile adam-400k-warmup-long --cells "
                 f"{html.escape(r['cell'])}</code>, about {est[0]:.1f} CPU-hours on one thread (this run's time "
                 f"x{est[1]:.1f})")
     return (f"its training error ({train}) is well below its test error, so more capacity alone is unlikely to "
