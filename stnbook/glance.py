@@ -28,17 +28,17 @@ TOLERANCE = 1.5
 """Ours counts as reproduced when its error is at most this many times the paper's."""
 REPRODUCED, ORDERING_ONLY, NOT_YET = "reproduced", "ordering only", "not yet"
 VERDICTS = (REPRODUCED, ORDERING_ONLY, NOT_YET)
-PROFILES = ("full", "long", "adam", "adam-400k", "adam-400k-warmup", "paper", "adam-400k-long",
+PROFILES = ("full", "long", "adam", "adam-warmup", "adam-400k", "adam-400k-warmup", "paper", "adam-400k-long",
             "adam-400k-warmup-long", "fast")
 """The committed profiles a row may quote (each cell: the one of these with the most training that has an artifact;
 on a tie the later one, so the adam recipe at the paper's 400k parameters before the same at 150k);
 ``smoke`` is CI's, ``check-*`` repeat a profile with other precisions."""
-SUPERSEDES = {"table1": {"adam-400k-warmup": ("adam-400k", "adam-400k-long"),
+SUPERSEDES = {"table1": {"adam-warmup": ("adam",), "adam-400k-warmup": ("adam-400k", "adam-400k-long"),
                          "adam-400k-warmup-long": ("adam-400k", "adam-400k-long")}}
 """Per experiment, profiles whose recipe fixes that of others: where a cell has a run of the fixing profile, the runs
-of the profiles it supersedes are not quoted, however long they trained. Without its learning-rate warm-up the
-400k-parameter recipe switches off many of the models' units for good in Adam's first steps (the distorted-MNIST
-chapter counts them); the choice depends on the recipe, never on the errors."""
+of the profiles it supersedes are not quoted, however long they trained. Without a learning-rate warm-up the adam
+recipe, at 150k and at 400k parameters, switches off many of the models' units for good in Adam's first steps (the
+distorted-MNIST chapter counts them); the choice depends on the recipe, never on the errors."""
 DISTORTIONS = {"R": "rotated", "RTS": "rotated, scaled, translated", "P": "projective", "E": "elastic",
                "TC": "translated, cluttered"}
 HEADER = ["result", "paper", "ours", "verdict", "compute (steps x batch, time, hardware)"]

@@ -297,4 +297,10 @@ def test_silent_units_of_a_run_split_classifier_and_localisation_net_and_show_in
     assert "<td>1.55%</td>" in html and html.count("&ndash;") == 1  # the plain model has no localisation net
     k = units.silent_key_numbers([row, plain])
     assert k["silent_RTS_st_cnn_affine_adam_400k_warmup"] == "2 of 4" and k["silent_RTS_cnn_adam_error"] == "1.55"
+    assert k["silent_RTS_st_cnn_affine_adam_400k_warmup_loc"] == "4 of 4" and "silent_RTS_cnn_adam_loc" not in k
+    assert (k["silent_loc_min"], k["silent_loc_max"]) == ("n/a", "n/a")  # no row of the adam profile has a loc net
+    k = units.silent_key_numbers([row, plain], same_step={"RTS-st-cnn-affine": {"eval_history": [
+        {"step": 5_000, "error": 3.25}]}})
+    assert k["silent_RTS_st_cnn_affine_adam_400k_warmup_ref"] == "3.25" and "silent_RTS_cnn_adam_ref" not in k
+    k = units.silent_key_numbers([row, plain], loc_profile="adam-400k-warmup")
     assert (k["silent_loc_min"], k["silent_loc_max"]) == ("100%", "100%")

@@ -89,12 +89,15 @@ def silent_html(rows: list[dict]) -> str:
                        "localisation net, 2nd layer"], body)
 
 
-def silent_key_numbers(rows: list[dict], prefix: str = "silent") -> dict[str, str]:
+def silent_key_numbers(rows: list[dict], prefix: str = "silent", loc_profile: str = "adam",
+                       same_step: dict[str, dict] | None = None) -> dict[str, str]:
     """Keys ``<prefix>_<cell>_<profile>`` (dashes as underscores): the classifier layer with the largest share of
     silent units, as "k of n"; ``<prefix>_..._error``: the run's latest test error, made at step ``..._step``
-    (with thousands separators); ``<prefix>_loc_min`` /
-    ``_loc_max``: the range of the silent share (%) of the localisation nets' second layer over the rows that have
-    one ("n/a" without).
+    (with thousands separators); ``<prefix>_..._loc``: the localisation net's second layer as "k of n", where the
+    run has one; ``<prefix>_loc_min`` / ``_loc_max``: the range of its silent share (%) over the rows of
+    ``loc_profile`` that have one ("n/a" without). With ``same_step`` (metrics by cell of the runs of
+    ``loc_profile``), ``<prefix>_..._ref`` for each row of another profile: the ``loc_profile`` run's error at the
+    row's latest evaluation step (:func:`error_at`).
 
     Examples:
         >>> row = {"cell": "TC-fcn", "profile": "adam-400k", "error": 25.9, "error_step": 60_000, "layers": [
@@ -113,7 +116,25 @@ def silent_key_numbers(rows: list[dict], prefix: str = "silent") -> dict[str, st
         out[key] = f"{worst['silent']} of {worst['units']}"
         out[f"{key}_error"] = "n/a" if r["error"] is None else f"{r['error']:.2f}"
         out[f"{key}_step"] = "n/a" if r["error"] is None else f"{r['error_step']:,}"
-    loc = [r["loc_layers"][1]["silent"] / r["loc_layers"][1]["units"] for r in rows if len(r["loc_layers"]) > 1]
+        if same_step is not None and r["profile"] != loc_profile:
+            out[f"{key}_ref"] = error_at(same_step.get(r["cell"]), r["error_step"])
+        if len(r["loc_layers"]) > 1:
+            out[f"{key}_loc"] = f"{r['loc_layers'][1]['silent']} of {r['loc_layers'][1]['units']}"
+    loc = [r["loc_layers"][1]["silent"] / r["loc_layers"][1]["units"] for r in rows
+           if len(r["loc_layers"]) > 1 and r["profile"] == loc_profile]
     out[f"{prefix}_loc_min"] = f"{min(loc):.0%}" if loc else "n/a"
     out[f"{prefix}_loc_max"] = f"{max(loc):.0%}" if loc else "n/a"
     return out
+
+
+def error_at(metrics: dict | None, step: int | None) -> str:
+    """A run's test error at its evaluation of ``step`` (two decimals), to set beside another run's at the same
+    step; "n/a" without the run or an evaluation there.
+
+    Examples:
+        >>> m = {"eval_history": [{"step": 5_000, "error": 2.345}, {"step": 10_000, "error": 1.5}]}
+        >>> error_at(m, 5_000), error_at(m, 7_000), error_at(None, 5_000)
+        ('2.35', 'n/a', 'n/a')
+    """
+    found = {e["step"]: e["error"] for e in (metrics or {}).get("eval_history") or []}
+    return f"{found[step]:.2f}" if step in found else "n/a"
