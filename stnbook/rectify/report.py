@@ -11,7 +11,6 @@ from stnbook.table1.report import (
     PAPER_TABLE1,
     cell_id,
     implied_on_test,
-    paper_progress,
     plot_pose_by_class,
     pose_by_class,
     row_name,
@@ -47,23 +46,15 @@ def rectify_html(rect: dict[str, dict]) -> str:
 def paper_rectification(cell: str = "R-st-cnn-affine") -> dict | None:
     """The rotation fit of the paper-profile R ST-CNN at its latest state (artifact or checkpoint), on the
     whole R test set; None when there is neither."""
-    from stnbook.experiments import cell_model, get_cells, get_experiment, get_profile
+    from stnbook.table1.units import load_run
     from stnlib.analysis import rectification
-    from stnlib.io import safe_torch_load
 
-    progress = paper_progress([cell]).get(cell)
-    if progress is None:
+    got = load_run(cell, "paper")
+    if got is None:
         return None
-    if progress["state"] == "finished":
-        _, model, _ = common.chapter_cell("table1", cell, "paper")
-    else:
-        from stnbook.experiments import run_dir_of
-
-        c = get_cells("table1", [cell])[0]
-        model = get_experiment("table1").build(cell_model(c, get_profile("table1", "paper")))
-        model.load_state_dict(safe_torch_load(run_dir_of(c, "paper") / "checkpoint.pt", map_location="cpu")["model"])
-    sim, data = implied_on_test(model.eval(), "R")
-    return {"step": progress["step"], "error": progress["error"],
+    model, run = got
+    sim, data = implied_on_test(model, "R")
+    return {"step": run["step"], "error": run["error"],
             "rotation": rectification(data["params"]["angle_deg"], sim["rotation_deg"])}
 
 

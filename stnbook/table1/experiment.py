@@ -48,14 +48,6 @@ PROFILES: dict[str, Profile] = {
                     train_overrides={"checkpoint_every": 1_000, "log_every": 100},
                     description="60,000 Adam steps at batch 128 (128 epochs), cosine decay from lr 1e-3; 150k "
                                 "parameters per model"),
-    # the adam recipe with the 2,000-step learning-rate warm-up of adam-400k-warmup, at 150k parameters: under the
-    # adam recipe the ST-CNNs' localisation nets never fire 45-80% of their second convolution's channels
-    "adam-warmup": Profile("adam-warmup", steps=60_000, batch_size=128, lr=1e-3, eval_every=5_000,
-                           param_budget=PAPER_BUDGET,
-                           train_overrides={"warmup_steps": 2_000, "checkpoint_every": 1_000, "log_every": 100},
-                           description="the adam profile with the learning rate warmed up linearly over the first "
-                                       "2,000 steps: 60,000 Adam steps at batch 128, cosine decay from lr 1e-3; "
-                                       "150k parameters per model"),
     # the adam recipe at the paper's model size (about 400k parameters, its own rough figure), for
     # the fully connected rows: on the 42x42 and 60x60 canvases the ST-FCN's localisation net (3 x 32 units, as
     # in the paper) takes 56k and 117k of a 150k budget and leaves a 34-unit classifier on TC; a fully
@@ -65,16 +57,6 @@ PROFILES: dict[str, Profile] = {
                          description="the adam profile at the paper's model size: 60,000 Adam steps at batch 128, "
                                      "cosine decay from lr 1e-3; 400k parameters per model (for the fully "
                                      "connected rows)"),
-    # the adam-400k recipe with a linear learning-rate warm-up, for every cell at the paper's size: Adam's first
-    # full-rate steps silence ReLUs for good (without the warm-up the TC CNN's training loss stays at chance, ln 10,
-    # from step 200 on; 63 of the TC FCN's 108 first-layer units never fire after 300,000 steps); with 2,000
-    # warm-up steps the TC CNN is at 13% training error after 700 steps
-    "adam-400k-warmup": Profile("adam-400k-warmup", steps=60_000, batch_size=128, lr=1e-3, eval_every=5_000,
-                                param_budget=PAPER_SIZE_BUDGET,
-                                train_overrides={"warmup_steps": 2_000, "checkpoint_every": 1_000, "log_every": 100},
-                                description="the adam-400k profile with the learning rate warmed up linearly over "
-                                            "the first 2,000 steps: 60,000 Adam steps at batch 128, cosine decay "
-                                            "from lr 1e-3; 400k parameters per model"),
     # the adam-400k recipe over as many training images as the paper's schedule (150,000 steps of 256 images),
     # for the fully connected cells that still underfit at 400k parameters after 60,000 steps (the TC FCN):
     # does the paper's amount of training close the rest?
@@ -84,15 +66,36 @@ PROFILES: dict[str, Profile] = {
                               description="the adam-400k recipe for the paper's number of training images: "
                                           "300,000 Adam steps at batch 128 (150,000 x 256 images), cosine decay "
                                           "from lr 1e-3; 400k parameters per model (for the fully connected rows)"),
-    # the same with the warm-up, for a cell that still underfits at the paper's size with it after 60,000 steps
-    "adam-400k-warmup-long": Profile("adam-400k-warmup-long", steps=300_000, batch_size=128, lr=1e-3,
-                                     eval_every=20_000, param_budget=PAPER_SIZE_BUDGET,
-                                     train_overrides={"warmup_steps": 2_000, "checkpoint_every": 2_500,
-                                                      "log_every": 500},
-                                     description="the adam-400k-warmup recipe for the paper's number of training "
-                                                 "images: 300,000 Adam steps at batch 128 (150,000 x 256 images), "
-                                                 "the learning rate warmed up linearly over the first 2,000 steps, "
-                                                 "cosine decay from lr 1e-3; 400k parameters per model"),
+}
+WARMUP_STEPS = 2_000
+
+
+def _with_warmup(base: Profile, name: str, description: str) -> Profile:
+    """``base`` with its learning rate warmed up linearly over the first :data:`WARMUP_STEPS` steps."""
+    return replace(base, name=name, description=description,
+                   train_overrides={**base.train_overrides, "warmup_steps": WARMUP_STEPS})
+
+
+# the recipes above with a linear learning-rate warm-up: Adam's first full-rate steps silence ReLUs for good (without
+# it the 400k TC CNN's training loss stays at chance, ln 10, from step 200 on; 63 of the 400k TC FCN's 108
+# first-layer units never fire after 300,000 steps; the ST-CNNs' localisation nets of the adam profile never fire
+# 45-80% of their second convolution's channels); with 2,000 warm-up steps the 400k TC CNN is at 13% training error
+# after 700 steps
+PROFILES |= {
+    "adam-warmup": _with_warmup(PROFILES["adam"], "adam-warmup",
+                                "the adam profile with the learning rate warmed up linearly over the first 2,000 "
+                                "steps: 60,000 Adam steps at batch 128, cosine decay from lr 1e-3; 150k parameters "
+                                "per model"),
+    "adam-400k-warmup": _with_warmup(PROFILES["adam-400k"], "adam-400k-warmup",
+                                     "the adam-400k profile with the learning rate warmed up linearly over the first "
+                                     "2,000 steps: 60,000 Adam steps at batch 128, cosine decay from lr 1e-3; 400k "
+                                     "parameters per model"),
+    # for a cell that still underfits at the paper's size with the warm-up after 60,000 steps
+    "adam-400k-warmup-long": _with_warmup(PROFILES["adam-400k-long"], "adam-400k-warmup-long",
+                                          "the adam-400k-warmup recipe for the paper's number of training images: "
+                                          "300,000 Adam steps at batch 128 (150,000 x 256 images), the learning "
+                                          "rate warmed up linearly over the first 2,000 steps, cosine decay from "
+                                          "lr 1e-3; 400k parameters per model"),
 }
 ANALYSIS_SIZE = 1000  # test images whose theta is saved for the chapter's figures
 

@@ -19,24 +19,33 @@ CLASSIFIER, LOC_NET = "classifier.", "st.loc_net."
 
 def load_run(cell: str, profile: str) -> tuple[torch.nn.Module, dict] | None:
     """The model of one Table 1 run in eval mode on the CPU, from its artifact when finished or else from its
-    committed checkpoint, with ``{"state", "step", "of", "error", "error_step", "params"}`` (``error``: its
-    latest evaluation, made at ``error_step``); None when the run has neither."""
-    from stnbook.experiments import cell_model, get_cells, get_experiment, get_profile, load_cell, run_dir_of
-    from stnbook.table1.report import paper_progress
+    committed checkpoint (each file read once), with ``{"state", "step", "of", "error", "error_step", "params"}``
+    (``error``: its latest evaluation, made at ``error_step``); None when the run has neither."""
+    from stnbook.experiments import (
+        artifact_dir,
+        cell_model,
+        get_cells,
+        get_experiment,
+        get_profile,
+        load_cell,
+        run_dir_of,
+    )
     from stnlib.io import safe_torch_load
 
-    progress = paper_progress([cell], profile=profile).get(cell)
-    if progress is None:
-        return None
     c = get_cells("table1", [cell])[0]
-    if progress["state"] == "finished":
-        _, model, _ = load_cell(c, profile)
+    prof = get_profile("table1", profile)
+    ckpt = run_dir_of(c, profile) / "checkpoint.pt"
+    if (artifact_dir(c, profile) / "metrics.json").exists():
+        metrics, model, _ = load_cell(c, profile)
+        state, step, evals = "finished", metrics["steps"], metrics["eval_history"]
+    elif ckpt.exists():
+        saved = safe_torch_load(ckpt, map_location="cpu")
+        model = get_experiment("table1").build(cell_model(c, prof))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in saved["model"].items()})
+        state, step, evals = "in progress", int(saved["step"]), saved["eval_history"]
     else:
-        model = get_experiment("table1").build(cell_model(c, get_profile("table1", profile)))
-        state = safe_torch_load(run_dir_of(c, profile) / "checkpoint.pt", map_location="cpu")["model"]
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    evals = progress["eval_history"]
-    return model.eval(), {"state": progress["state"], "step": progress["step"], "of": progress["of"],
+        return None
+    return model.eval(), {"state": state, "step": step, "of": prof.steps,
                           "error": evals[-1]["error"] if evals else None,
                           "error_step": evals[-1]["step"] if evals else None,
                           "params": sum(p.numel() for p in model.parameters())}
