@@ -122,6 +122,58 @@ def test_ink_kept_counts_what_leaves_the_canvas():
     assert calm.min() > 0.9 and wild.mean() < calm.mean()
 
 
+def test_the_milder_p_column_moves_the_same_corners_less(tmp_path):
+    from stnbook.experiments import get_cells, run_cell
+    from stnbook.paths import load_mnist
+    from stnbook.table1 import pnoise
+    from stnlib.data.distortions import DistortedMNIST
+
+    x, y = load_mnist("train")
+    tx, ty = load_mnist("test")
+    same, mild = pnoise.MilderP(5.0, x[:500], y[:500], 32, seed=3), pnoise.MilderP(2.0, x[:500], y[:500], 32, seed=3)
+    plain = DistortedMNIST("P", x[:500], y[:500], 32, seed=3)
+    assert torch.equal(same.batch(4)[0], plain.batch(4)[0])  # 5 px is the P column itself
+    assert torch.equal(mild.params(4)["corner_offset"], 0.4 * plain.params(4)["corner_offset"])
+    assert torch.equal(mild.params(4)["scale"], plain.params(4)["scale"]) and torch.equal(mild.batch(4)[1], plain.batch(4)[1])
+    test5, test2 = pnoise.milder_test_set(5.0, tx, ty, n=200), pnoise.milder_test_set(2.0, tx, ty, n=200)
+    assert torch.equal(test5["x"], report.test_set("P", 200)["x"]) and torch.equal(test2["y"], test5["y"])
+    assert not torch.equal(test2["x"], test5["x"])
+    # less corner noise: fewer digits pushed off the canvas
+    assert (report.ink_kept("P", 300, corner_std=2.0) < 0.9).sum() < (report.ink_kept("P", 300) < 0.9).sum()
+    with pytest.raises(ValueError, match=r"corner_std must be in \[0, 5\]"):
+        pnoise.MilderP(6.0, x[:10], y[:10], 4, seed=0)
+    with pytest.raises(ValueError, match="expected a cell id such as"):
+        pnoise.corner_std_of("P-fcn")
+    cells = get_cells("pnoise")
+    assert {c.id for c in cells} == {f"P{s:g}px-{m}" for s in pnoise.CORNER_STDS for m in ("fcn", "st-fcn-affine")}
+    table1 = {c.id: c for c in get_cells("table1")}
+    assert all(c.model == table1[f"P-{c.id.partition('px-')[2]}"].model for c in cells)  # the P column's models
+    m = run_cell(cells[1], "smoke", device="cpu", progress=False, root=tmp_path)
+    assert m["command"] == f"python -m stnbook run pnoise --profile smoke --cells {cells[1].id} --seed 0"
+    assert 0.0 <= m["test_error"] <= 100.0 and m["test_size"] == 500
+
+
+def test_pnoise_numbers_find_the_corner_noise_at_which_the_fcn_meets_the_paper(tmp_path):
+    import json
+
+    for exp, cell, err in (("pnoise", "P2px-fcn", 2.5), ("pnoise", "P3px-fcn", 3.7), ("table1", "P-fcn", 11.0),
+                           ("pnoise", "P2px-st-fcn-affine", 1.4), ("pnoise", "P3px-st-fcn-affine", 2.0),
+                           ("table1", "P-st-fcn-affine", 3.8)):
+        folder = tmp_path / exp / "adam" / cell
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps(run(cell, err)))
+    curves = report.pnoise_curves("adam", root=tmp_path)
+    assert curves == {"fcn": [(2.0, 2.5), (3.0, 3.7), (5.0, 11.0)], "st-fcn-affine": [(2.0, 1.4), (3.0, 2.0), (5.0, 3.8)]}
+    k = report.pnoise_key_numbers(curves)
+    assert (k["pn_fcn_sigma"], k["pn_st_at"], k["pn_st_within_sigma"]) == ("2.5", "1.70", "3.3")  # paper 3.1, 1.5
+    assert (k["pn_fcn_min"], k["pn_st_fcn_min"], k["pn_min_sigma"]) == ("2.50", "1.40", "2")
+    # an FCN above the paper at every noise run: no crossing claimed
+    assert report.pnoise_key_numbers({"fcn": [(2.0, 4.0), (5.0, 11.0)]})["pn_fcn_sigma"] == "n/a"
+    html = report.pnoise_html(report.pnoise_rows(curves, n=100))
+    assert html.count("<tr>") == 4 and "(the P column)" in html and "11.00" in html and "paper: 3.1" in html
+    assert report.plot_pnoise(curves, n=2) is not None and report.plot_pnoise({}) is None
+
+
 def _write_run(root, cell, profile, steps, segments, seed=0):
     import json
     folder = root / "table1" / profile / cell / ("" if seed == 0 else f"seed{seed}")

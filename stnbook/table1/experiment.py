@@ -151,3 +151,5 @@ def analyse(model: STClassifier, test: dict, cell: Cell, batch_size: int = 1000)
 
 
 TABLE1 = register(Experiment("table1", table1_cells, PROFILES, make_data, build_model, rebuild, analyse))
+
+from stnbook.table1 import pnoise as _pnoise  # noqa: E402,F401  (registers the P column's corner-noise experiment)

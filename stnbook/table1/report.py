@@ -20,6 +20,7 @@ from stnbook.figures import COLORS, draw_outline, html_table, imshow
 from stnbook.glance import Artifacts, duration, table1_best_runs
 from stnbook.memo import remember_analysis
 from stnbook.paths import load_mnist
+from stnbook.table1.pnoise import P_CORNER_STD, PNOISE_MODELS, corner_std_of, milder_test_set
 from stnlib.data.distortions import DISTORTIONS, fixed_test_set
 from stnlib.geometry import sampling_outline
 from stnlib.transforms import decompose_affine
@@ -374,11 +375,14 @@ def wide_key_numbers(adam: dict[str, dict], wide: dict[str, dict], prefix: str =
 
 # ---- what the P column's data implies -----------------------------------------------------------------------
 
-def ink_kept(kind: str = "P", n: int | None = None) -> torch.Tensor:
+@lru_cache(maxsize=8)
+def ink_kept(kind: str = "P", n: int | None = None, corner_std: float | None = None) -> torch.Tensor:
     """(n,) the share of each fixed test digit's ink that survives its distortion: the distorted image warped
     back with the generator's own (known) transformation, its ink summed and divided by the clean digit's.
     Parts moved off the canvas are lost; a digit squeezed into a sliver comes back blurred but keeps roughly its ink
-    sum, so this counts what left the canvas, not what became unreadable. Projective distortions ("P") only.
+    sum, so this counts what left the canvas, not what became unreadable. Projective distortions ("P") only; with
+    ``corner_std`` (px), the P test set with its corner moves shrunk to that noise (:func:`p_test_set`). Computed
+    once per arguments in a process (several tables read it); treat it as read-only.
 
     Examples:
         >>> kept = ink_kept("P", n=200)
@@ -390,7 +394,7 @@ def ink_kept(kind: str = "P", n: int | None = None) -> torch.Tensor:
     from stnlib.analysis import warp
     from stnlib.data.distortions import as_image_batch
 
-    test = test_set(kind, n)
+    test = test_set(kind, n) if corner_std is None else p_test_set(corner_std, n)
     inverse = torch.linalg.inv(test["matrix"])  # digit -> canvas, so the warp reads the canvas at each digit point
     inverse = inverse / inverse[:, 2:3, 2:3]
     undone = warp(test["x"], inverse.reshape(-1, 9)[:, :8].float(), "projective")
@@ -473,6 +477,170 @@ def severity_key_numbers(rows: list[dict], kept: torch.Tensor, prefix: str = "ps
             f"{prefix}_best_without": f"{best['without'][d]:.2f}",
             f"{prefix}_best_ratio": "n/a" if not ref else f"{best['without'][d] / ref:.1f}",
             f"{prefix}_best_share": f"{best['share'][d]:.0f}"}
+
+
+# ---- a milder P: the corner noise the paper's errors imply --------------------------------------------------
+
+@lru_cache(maxsize=8)
+def p_test_set(corner_std: float, n: int | None = None) -> dict:
+    """The fixed P test set with its corner moves shrunk to ``corner_std`` px (the P column's own set at 5 px);
+    built once per (corner_std, n) in a process. Treat it as read-only."""
+    if float(corner_std) == P_CORNER_STD:
+        return test_set("P", n)
+    x, y = load_mnist("test")
+    return milder_test_set(corner_std, x, y, n=n)
+
+
+def _pnoise_name(model: str) -> str:
+    """The row name of a P cell's model, e.g. "st-fcn-affine" -> "ST-FCN Aff"."""
+    return _cell_name(f"P-{model}").split(" ", 1)[1]
+
+
+def pnoise_curves(profile: str = "adam", root=None) -> dict[str, list[tuple[float, float]]]:
+    """Per model of :data:`PNOISE_MODELS`: ``[(corner noise in px, % test error)]`` by increasing noise, from the
+    committed runs of the corner-noise experiment (``pnoise``) and the P column's own cell of the same profile
+    (5 px); models with no run are left out."""
+    milder = load_results("pnoise", profile, root)
+    own = load_results("table1", profile, root)
+    out = {}
+    for model in PNOISE_MODELS:
+        pts = [(corner_std_of(c), m["test_error"]) for c, m in milder.items() if c.partition("px-")[2] == model]
+        if f"P-{model}" in own:
+            pts.append((P_CORNER_STD, own[f"P-{model}"]["test_error"]))
+        if pts:
+            out[model] = sorted(pts)
+    return out
+
+
+def pnoise_provenance(profile: str = "adam") -> str:
+    """One sentence naming the command, profile, hardware and total time behind the corner-noise runs."""
+    return common.provenance(load_results("pnoise", profile), "pnoise")
+
+
+def interpolate(points: Sequence[tuple[float, float]], x: float) -> float | None:
+    """The piecewise-linear curve through ``points`` (sorted by x) at ``x``; None outside their range.
+
+    Examples:
+        >>> interpolate([(2.0, 3.0), (4.0, 7.0)], 3.0), interpolate([(2.0, 3.0), (4.0, 7.0)], 5.0)
+        (5.0, None)
+    """
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return points[0][1] if len(points) == 1 and points[0][0] == x else None
+
+
+def crossing(points: Sequence[tuple[float, float]], level: float) -> float | None:
+    """The smallest x at which the piecewise-linear curve through ``points`` (sorted by x) reaches ``level`` from
+    below; None when it never does within their range.
+
+    Examples:
+        >>> crossing([(2.0, 2.0), (3.0, 4.0), (5.0, 11.0)], 3.1), crossing([(2.0, 4.0), (3.0, 5.0)], 3.1)
+        (2.55, None)
+    """
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if y0 <= level <= y1 and y1 > y0:
+            return x0 + (x1 - x0) * (level - y0) / (y1 - y0)
+    return None
+
+
+def pnoise_rows(curves: dict[str, list[tuple[float, float]]], n: int | None = None) -> list[dict]:
+    """Per corner noise with a run: ``sigma``, the share of test digits losing more than a tenth of their ink
+    (``ink_lost``, %, :func:`ink_kept`) and each model's % test error (``errors``, by model; None without a run)."""
+    sigmas = sorted({s for pts in curves.values() for s, _ in pts})
+    return [{"sigma": s, "ink_lost": 100 * (ink_kept("P", n, corner_std=s) < 0.9).float().mean().item(),
+             "errors": {m: dict(pts).get(s) for m, pts in curves.items()}} for s in sigmas]
+
+
+def pnoise_html(rows: list[dict]) -> str:
+    """HTML: per corner noise, the digits losing ink and each model's error beside the paper's (its P column)."""
+    paper = _paper_by_cell()
+    models = list(rows[0]["errors"]) if rows else []
+    heads = ["corner noise (px)", "test digits losing &gt; 10% of their ink"] + [
+        f"{_pnoise_name(m)} % error<br><small>paper: {paper[f'P-{m}']:g}</small>" for m in models]
+    body = [[f"{r['sigma']:g}" + (" (the P column)" if r["sigma"] == P_CORNER_STD else ""),
+             f"{r['ink_lost']:.1f}%"]
+            + ["&ndash;" if r["errors"][m] is None else f"<b>{r['errors'][m]:.2f}</b>" for m in models] for r in rows]
+    return html_table(heads, body)
+
+
+def pnoise_key_numbers(curves: dict[str, list[tuple[float, float]]], prefix: str = "pn") -> dict[str, str]:
+    """Keys ``<prefix>_*``: the corner noise at which our plain FCN's P error reaches the paper's (``fcn_sigma``,
+    px, linear between runs; "n/a" outside them), the ST-FCN's error there (``st_at``, ``st_at_ratio`` its ratio to
+    the paper's P ST-FCN), the noise at which the ST-FCN reaches the paper's error (``st_sigma``) and 1.5x it
+    (``st_within_sigma``), the largest noise at which both are within 1.5x of the paper's (``both_within_sigma``;
+    below it, as far as the runs go, both are), each model's error at the smallest noise run (``<model>_min``, with
+    ``min_sigma``) and the noises run other than the P column's own 5 px (``sigmas``).
+
+    Examples:
+        >>> k = pnoise_key_numbers({"fcn": [(2.0, 2.5), (3.0, 3.7), (5.0, 11.0)],
+        ...                         "st-fcn-affine": [(2.0, 1.4), (3.0, 2.0), (5.0, 3.8)]}, prefix="p")
+        >>> k["p_fcn_sigma"], k["p_st_at"], k["p_st_at_ratio"], k["p_st_sigma"], k["p_st_within_sigma"], k["p_sigmas"]
+        ('2.5', '1.70', '1.1', '2.2', '3.3', '2 and 3')
+        >>> k["p_both_within_sigma"]  # the FCN reaches 1.5 x 3.1% at 3.26 px, the ST-FCN 1.5 x 1.5% at 3.28 px
+        '3.3'
+    """
+    paper = _paper_by_cell()
+    fcn, st = curves.get("fcn", []), curves.get("st-fcn-affine", [])
+    at = crossing(fcn, paper["P-fcn"]) if fcn else None
+    st_at = interpolate(st, at) if (st and at is not None) else None
+    st_meets = crossing(st, paper["P-st-fcn-affine"]) if st else None
+    st_ok = crossing(st, 1.5 * paper["P-st-fcn-affine"]) if st else None
+    fcn_ok = crossing(fcn, 1.5 * paper["P-fcn"]) if fcn else None
+    sigmas = sorted({s for pts in curves.values() for s, _ in pts})
+    names = [f"{s:g}" for s in sigmas if s != P_CORNER_STD]  # the noises other than the P column's own
+    out = {f"{prefix}_fcn_sigma": "n/a" if at is None else f"{at:.1f}",
+           f"{prefix}_st_at": "n/a" if st_at is None else f"{st_at:.2f}",
+           f"{prefix}_st_at_ratio": "n/a" if st_at is None else f"{st_at / paper['P-st-fcn-affine']:.1f}",
+           f"{prefix}_st_sigma": "n/a" if st_meets is None else f"{st_meets:.1f}",
+           f"{prefix}_st_within_sigma": "n/a" if st_ok is None else f"{st_ok:.1f}",
+           f"{prefix}_both_within_sigma": "n/a" if None in (st_ok, fcn_ok) else f"{min(st_ok, fcn_ok):.1f}",
+           f"{prefix}_sigmas": (", ".join(names[:-1]) + " and " + names[-1]) if len(names) > 1 else "".join(names),
+           f"{prefix}_min_sigma": f"{sigmas[0]:g}" if sigmas else "n/a"}
+    for model, pts in (("fcn", fcn), ("st_fcn", st)):
+        out[f"{prefix}_{model}_min"] = f"{pts[0][1]:.2f}" if pts else "n/a"
+    return out
+
+
+def plot_pnoise(curves: dict[str, list[tuple[float, float]]], n: int = 6, pool: int = 1000):
+    """Left: at each corner noise of ``curves``, the same ``n`` P test digits: those of the first ``pool`` whose
+    corners move furthest (the largest corner move at 5 px); right: each model's % test error against the corner
+    noise, with the paper's P error of the same model (dashed) and 1.5x it (dotted)."""
+    sigmas = sorted({s for pts in curves.values() for s, _ in pts})
+    if not sigmas:
+        return None
+    paper = _paper_by_cell()
+    side = 0.62  # inches per digit
+    height = max(side * len(sigmas), 2.4) + 0.75
+    fig = plt.figure(figsize=(2 * n * side + 1.3, height))
+    grid = fig.add_gridspec(len(sigmas), n + 1, width_ratios=[1] * n + [n * 1.1], wspace=0.06, hspace=0.06)
+    moved = test_set("P", pool)["params"]["corner_offset"].norm(dim=-1).amax(1)
+    show = moved.argsort(descending=True)[:n]
+    for i, s in enumerate(sigmas):
+        x = p_test_set(s, pool)["x"][show]
+        for j in range(len(show)):
+            ax = fig.add_subplot(grid[i, j])
+            imshow(ax, x[j])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(f"{s:g} px", fontsize=9)
+    ax = fig.add_subplot(grid[:, n])
+    for k, (model, pts) in enumerate(curves.items()):
+        color = COLORS[k % len(COLORS)]
+        ax.plot(*zip(*pts), marker="o", color=color, label=f"ours, {_pnoise_name(model)}")
+        ref = paper[f"P-{model}"]
+        ax.axhline(ref, color=color, ls="--", lw=0.9, label=f"paper, {_pnoise_name(model)}")
+        ax.axhline(1.5 * ref, color=color, ls=":", lw=0.9)
+    ax.set_xlabel("corner noise (px, standard deviation)")
+    ax.set_ylabel("% test error")
+    ax.set_xticks(sigmas)
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_label_position("right")
+    ax.yaxis.tick_right()
+    ax.legend(fontsize=7, frameon=False)
+    fig.subplots_adjust(left=0.05, right=0.91, top=1 - 0.1 / height, bottom=0.55 / height)
+    return fig
 
 
 # ---- what the unfinished cells would cost -------------------------------------------------------------------
@@ -1061,7 +1229,8 @@ def _lever_html(r: dict) -> str:
     drop = "" if r["late_drop"] is None else (f"; test error {'fell' if r['late_drop'] >= 0 else 'rose'} "
                                               f"{abs(r['late_drop']):.2f} points over the last 20,000 steps")
     if r["lever"] == "data":
-        return f"mostly the data (&ldquo;What the P column's data implies&rdquo;); training error {train}"
+        return (f"mostly the data (&ldquo;What the P column's data implies&rdquo; and &ldquo;How much milder?&rdquo;); "
+                f"training error {train}")
     if r["lever"] == "capacity":
         est = r["estimate"]
         cost = ("" if est is None else f", about {est[0]:.0f} CPU-hours on one thread (this run's time x{est[1]:.1f}, "
