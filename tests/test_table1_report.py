@@ -351,6 +351,11 @@ def test_silent_units_of_a_run_split_classifier_and_localisation_net_and_show_in
     assert k["silent_RTS_st_cnn_affine_adam_400k_warmup"] == "2 of 4" and k["silent_RTS_cnn_adam_error"] == "1.55"
     assert k["silent_RTS_st_cnn_affine_adam_400k_warmup_loc"] == "4 of 4" and "silent_RTS_cnn_adam_loc" not in k
     assert (k["silent_loc_min"], k["silent_loc_max"]) == ("n/a", "n/a")  # no row of the adam profile has a loc net
+    assert k["silent_RTS_cnn_adam_result"] == "finished at 1.55% after 60,000 steps"
+    assert k["silent_RTS_st_cnn_affine_adam_400k_warmup_result"] == (
+        "was at 2.50% at step 5,000 of 60,000 when this page was built (the run goes on)")
+    fresh = units.silent_key_numbers([{**row, "step": 300, "error": None, "error_step": None}])
+    assert fresh["silent_RTS_st_cnn_affine_adam_400k_warmup_result"] == "has no evaluation yet (step 300 of 60,000)"
     k = units.silent_key_numbers([row, plain], same_step={"RTS-st-cnn-affine": {"eval_history": [
         {"step": 5_000, "error": 3.25}]}})
     assert k["silent_RTS_st_cnn_affine_adam_400k_warmup_ref"] == "3.25" and "silent_RTS_cnn_adam_ref" not in k

@@ -102,19 +102,25 @@ def silent_key_numbers(rows: list[dict], prefix: str = "silent", loc_profile: st
                        same_step: dict[str, dict] | None = None) -> dict[str, str]:
     """Keys ``<prefix>_<cell>_<profile>`` (dashes as underscores): the classifier layer with the largest share of
     silent units, as "k of n"; ``<prefix>_..._error``: the run's latest test error, made at step ``..._step``
-    (with thousands separators); ``<prefix>_..._loc``: the localisation net's second layer as "k of n", where the
-    run has one; ``<prefix>_loc_min`` / ``_loc_max``: the range of its silent share (%) over the rows of
+    (with thousands separators); ``<prefix>_..._result``: the same as a phrase that says whether the run has
+    finished; ``<prefix>_..._loc``: the localisation net's second layer as "k of n", where the run has one; ``<prefix>_loc_min`` / ``_loc_max``: the range of its silent share (%) over the rows of
     ``loc_profile`` that have one ("n/a" without). With ``same_step`` (metrics by cell of the runs of
     ``loc_profile``), ``<prefix>_..._ref`` for each row of another profile: the ``loc_profile`` run's error at the
     row's latest evaluation step (:func:`error_at`).
 
     Examples:
-        >>> row = {"cell": "TC-fcn", "profile": "adam-400k", "error": 25.9, "error_step": 60_000, "layers": [
+        >>> row = {"cell": "TC-fcn", "profile": "adam-400k", "state": "finished", "step": 60_000, "of": 60_000,
+        ...        "error": 25.9, "error_step": 60_000, "layers": [
         ...     {"units": 108, "silent": 63, "spatial": False}, {"units": 108, "silent": 1, "spatial": False}],
         ...     "loc_layers": []}
         >>> k = silent_key_numbers([row])
         >>> k["silent_TC_fcn_adam_400k"], k["silent_TC_fcn_adam_400k_error"], k["silent_TC_fcn_adam_400k_step"]
         ('63 of 108', '25.90', '60,000')
+        >>> k["silent_TC_fcn_adam_400k_result"]
+        'finished at 25.90% after 60,000 steps'
+        >>> silent_key_numbers([{**row, "state": "in progress", "step": 41_200, "of": 60_000, "error": 1.5,
+        ...                      "error_step": 40_000}])["silent_TC_fcn_adam_400k_result"]
+        'was at 1.50% at step 40,000 of 60,000 when this page was built (the run goes on)'
         >>> k["silent_loc_min"]
         'n/a'
     """
@@ -125,6 +131,7 @@ def silent_key_numbers(rows: list[dict], prefix: str = "silent", loc_profile: st
         out[key] = f"{worst['silent']} of {worst['units']}"
         out[f"{key}_error"] = "n/a" if r["error"] is None else f"{r['error']:.2f}"
         out[f"{key}_step"] = "n/a" if r["error"] is None else f"{r['error_step']:,}"
+        out[f"{key}_result"] = result_phrase(r)
         if same_step is not None and r["profile"] != loc_profile:
             out[f"{key}_ref"] = error_at(same_step.get(r["cell"]), r["error_step"])
         if len(r["loc_layers"]) > 1:
@@ -134,6 +141,17 @@ def silent_key_numbers(rows: list[dict], prefix: str = "silent", loc_profile: st
     out[f"{prefix}_loc_min"] = f"{min(loc):.0%}" if loc else "n/a"
     out[f"{prefix}_loc_max"] = f"{max(loc):.0%}" if loc else "n/a"
     return out
+
+
+def result_phrase(row: dict) -> str:
+    """Where a run stands, as the end of a sentence: "finished at 0.65% after 60,000 steps", or for a run under
+    way its latest evaluation, "was at ... at step k of n when this page was built (the run goes on)"."""
+    if row["error"] is None:
+        return f"has no evaluation yet (step {row['step']:,} of {row['of']:,})"
+    if row["state"] == "finished":
+        return f"finished at {row['error']:.2f}% after {row['step']:,} steps"
+    return (f"was at {row['error']:.2f}% at step {row['error_step']:,} of {row['of']:,} when this page was built "
+            f"(the run goes on)")
 
 
 def error_at(metrics: dict | None, step: int | None) -> str:
