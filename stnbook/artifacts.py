@@ -83,15 +83,33 @@ def cell_figures(experiment: str, profile: str, cells, draw: Callable) -> list:
 
 
 def provenance(results: dict[str, dict], experiment: str) -> str:
-    """One sentence naming the command, profile, hardware and total time behind ``results``."""
+    """One sentence naming the command, profile, hardware and total time behind ``results``; where the cells (or
+    the segments of a resumed cell) ran on more than one machine, each machine with the number of cells it trained.
+
+    Examples:
+        >>> amd, xeon = {"cpu_model": "AMD EPYC", "cpu_count": 2}, {"cpu_model": "Intel(R) Xeon(R) Processor"}
+        >>> m = {"profile": "adam", "profile_description": "d", "wall_time_s": 60.0, "finished": "2026-12-01",
+        ...      "hardware": {**amd, "device": "cpu", "torch_threads": 1, "torch_version": "2"}}
+        >>> provenance({"a": m}, "x").split("; ")[1]
+        'hardware: AMD EPYC x2 (cpu, 1 thread(s), torch 2)'
+        >>> later = {**m, "finished": "2026-12-02", "segments": [{"hardware": amd}, {"hardware": xeon}]}
+        >>> provenance({"a": m, "b": later}, "x").split("; ")[1]
+        'hardware: AMD EPYC (2 cells), Intel Xeon (1 cell) (cpu, 1 thread(s), torch 2)'
+    """
     if not results:
         return "No artifacts found."
     any_m = max(results.values(), key=lambda m: m["finished"])  # the newest names the profile as it is now
     hw = any_m["hardware"]
+    cells_on: dict[str, int] = {}
+    for m in results.values():
+        for where in dict.fromkeys(machine_name(sg.get("hardware") or {}) for sg in m.get("segments") or [m]):
+            cells_on[where] = cells_on.get(where, 0) + 1
+    machines = (f"{hw.get('cpu_model', '?')} x{hw.get('cpu_count', '?')}" if len(cells_on) == 1 else
+                ", ".join(f"{w} ({n} cell{'s' if n > 1 else ''})" for w, n in cells_on.items()))
     total = sum(m["wall_time_s"] for m in results.values())
     dates = sorted(m["finished"] for m in results.values())
     return (f"{len(results)} cells from `python -m stnbook run {experiment} --profile {any_m['profile']}` "
-            f"({any_m['profile_description']}); hardware: {hw.get('cpu_model', '?')} x{hw.get('cpu_count', '?')} "
+            f"({any_m['profile_description']}); hardware: {machines} "
             f"({hw.get('device')}, {hw.get('torch_threads')} thread(s), torch {hw.get('torch_version')}); "
             f"total training time {total / 60:.1f} min; finished {dates[0]} to {dates[-1]}. Times were measured "
             f"while other jobs shared the cores, so they overstate what each cell costs alone.")

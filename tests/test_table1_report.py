@@ -145,7 +145,8 @@ def test_the_milder_p_column_moves_the_same_corners_less(tmp_path):
     with pytest.raises(ValueError, match="expected a cell id such as"):
         pnoise.corner_std_of("P-fcn")
     cells = get_cells("pnoise")
-    assert {c.id for c in cells} == {f"P{s:g}px-{m}" for s in pnoise.CORNER_STDS for m in ("fcn", "st-fcn-affine")}
+    assert {c.id for c in cells} == ({f"P{s:g}px-{m}" for s in pnoise.CORNER_STDS for m in ("fcn", "st-fcn-affine")}
+                                     | {"P3.5px-cnn", "P3.5px-st-cnn-affine"})
     table1 = {c.id: c for c in get_cells("table1")}
     assert all(c.model == table1[f"P-{c.id.partition('px-')[2]}"].model for c in cells)  # the P column's models
     m = run_cell(cells[1], "smoke", device="cpu", progress=False, root=tmp_path)
@@ -158,12 +159,18 @@ def test_pnoise_numbers_find_the_corner_noise_at_which_the_fcn_meets_the_paper(t
 
     for exp, cell, err in (("pnoise", "P2px-fcn", 2.5), ("pnoise", "P3px-fcn", 3.7), ("table1", "P-fcn", 11.0),
                            ("pnoise", "P2px-st-fcn-affine", 1.4), ("pnoise", "P3px-st-fcn-affine", 2.0),
-                           ("table1", "P-st-fcn-affine", 3.8)):
+                           ("table1", "P-st-fcn-affine", 3.8), ("pnoise", "P3.5px-cnn", 1.2), ("table1", "P-cnn", 3.5)):
         folder = tmp_path / exp / "adam" / cell
         folder.mkdir(parents=True)
         (folder / "metrics.json").write_text(json.dumps(run(cell, err)))
     curves = report.pnoise_curves("adam", root=tmp_path)
-    assert curves == {"fcn": [(2.0, 2.5), (3.0, 3.7), (5.0, 11.0)], "st-fcn-affine": [(2.0, 1.4), (3.0, 2.0), (5.0, 3.8)]}
+    assert curves == {"fcn": [(2.0, 2.5), (3.0, 3.7), (5.0, 11.0)], "st-fcn-affine": [(2.0, 1.4), (3.0, 2.0), (5.0, 3.8)],
+                      "cnn": [(3.5, 1.2), (5.0, 3.5)]}
+    said = report.pnoise_conv_sentence(curves, "2.1 to 2.2")
+    assert said.startswith("At 3.5 px the plain CNN reaches 1.20% (paper 1.5%, 0.8x; 3.50% at 5 px).")
+    assert "The affine ST-CNN at 3.5 px has no finished run yet" in said and "2.1 to 2.2 hours" in said
+    assert "no finished run" not in report.pnoise_conv_sentence({**curves, "st-cnn-affine": [(3.5, 0.9)]})
+    curves.pop("cnn")
     k = report.pnoise_key_numbers(curves)
     assert (k["pn_fcn_sigma"], k["pn_st_at"], k["pn_st_within_sigma"]) == ("2.5", "1.70", "3.3")  # paper 3.1, 1.5
     assert (k["pn_fcn_min"], k["pn_st_fcn_min"], k["pn_min_sigma"]) == ("2.50", "1.40", "2")

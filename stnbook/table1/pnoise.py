@@ -6,8 +6,8 @@ where our models stay furthest from the paper, while the same models match it on
 experiment measures how the P errors fall as the corner noise shrinks: the same draws as the P column (the same
 digits, scales and directions of every corner move, training batches and the fixed test set alike) with every
 corner offset multiplied by ``sigma / 5``, so the only change is how far the corners move. Cells: the plain FCN and
-the affine ST-FCN (the cheap rows) of the P column at each sigma of :data:`CORNER_STDS`; the P column's own cells
-are sigma = 5.
+the affine ST-FCN (the cheap rows) of the P column at each sigma of :data:`CORNER_STDS`, and the plain CNN and the
+affine ST-CNN (an hour or two of CPU each) at :data:`CNN_CORNER_STDS` only; the P column's own cells are sigma = 5.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ CORNER_STDS: tuple[float, ...] = (2.0, 3.0, 3.5, 4.0)
 """Corner noise (px, standard deviation) of the cells; the P column's own is 5."""
 P_CORNER_STD = DISTORTIONS["P"].corner_std_px
 PNOISE_MODELS = ("fcn", "st-fcn-affine")  # the P column's cells run at each sigma
+CNN_CORNER_STDS: tuple[float, ...] = (3.5,)
+"""Corner noise (px) of the convolutional cells: where the fully connected rows meet the paper's errors."""
+PNOISE_CNN_MODELS = ("cnn", "st-cnn-affine")  # the P column's cells run at each sigma of CNN_CORNER_STDS
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", steps=40, batch_size=64, lr=2e-3, train_size=2_000, test_size=500,
@@ -62,9 +65,12 @@ def corner_std_of(cell: str) -> float:
 
 
 def pnoise_cells() -> list[Cell]:
-    """The P column's plain FCN and affine ST-FCN at each corner noise of :data:`CORNER_STDS` (same models)."""
+    """The P column's plain FCN and affine ST-FCN at each corner noise of :data:`CORNER_STDS`, then its plain CNN
+    and affine ST-CNN at each of :data:`CNN_CORNER_STDS` (the same models as the P column's cells)."""
     p_cells = {c.id: c for c in table1_cells()}
-    return [Cell("pnoise", cell_id(std, m), "P", p_cells[f"P-{m}"].model) for std in CORNER_STDS for m in PNOISE_MODELS]
+    plan = [(std, m) for std in CORNER_STDS for m in PNOISE_MODELS]
+    plan += [(std, m) for std in CNN_CORNER_STDS for m in PNOISE_CNN_MODELS]
+    return [Cell("pnoise", cell_id(std, m), "P", p_cells[f"P-{m}"].model) for std, m in plan]
 
 
 def milder(params: dict[str, torch.Tensor], corner_std: float) -> dict[str, torch.Tensor]:

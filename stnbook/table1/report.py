@@ -20,7 +20,14 @@ from stnbook.figures import COLORS, draw_outline, html_table, imshow
 from stnbook.glance import Artifacts, duration, table1_best_runs
 from stnbook.memo import remember_analysis
 from stnbook.paths import load_mnist
-from stnbook.table1.pnoise import P_CORNER_STD, PNOISE_MODELS, corner_std_of, milder_test_set
+from stnbook.table1.pnoise import (
+    CNN_CORNER_STDS,
+    P_CORNER_STD,
+    PNOISE_CNN_MODELS,
+    PNOISE_MODELS,
+    corner_std_of,
+    milder_test_set,
+)
 from stnlib.data.distortions import DISTORTIONS, fixed_test_set
 from stnlib.geometry import sampling_outline
 from stnlib.transforms import decompose_affine
@@ -497,13 +504,14 @@ def _pnoise_name(model: str) -> str:
 
 
 def pnoise_curves(profile: str = "adam", root=None) -> dict[str, list[tuple[float, float]]]:
-    """Per model of :data:`PNOISE_MODELS`: ``[(corner noise in px, % test error)]`` by increasing noise, from the
+    """Per model of :data:`PNOISE_MODELS` and :data:`PNOISE_CNN_MODELS`: ``[(corner noise in px, % test error)]``
+    by increasing noise, from the
     committed runs of the corner-noise experiment (``pnoise``) and the P column's own cell of the same profile
     (5 px); models with no run are left out."""
     milder = load_results("pnoise", profile, root)
     own = load_results("table1", profile, root)
     out = {}
-    for model in PNOISE_MODELS:
+    for model in PNOISE_MODELS + PNOISE_CNN_MODELS:
         pts = [(corner_std_of(c), m["test_error"]) for c, m in milder.items() if c.partition("px-")[2] == model]
         if f"P-{model}" in own:
             pts.append((P_CORNER_STD, own[f"P-{model}"]["test_error"]))
@@ -600,6 +608,41 @@ def pnoise_key_numbers(curves: dict[str, list[tuple[float, float]]], prefix: str
     for model, pts in (("fcn", fcn), ("st_fcn", st)):
         out[f"{prefix}_{model}_min"] = f"{pts[0][1]:.2f}" if pts else "n/a"
     return out
+
+
+def pnoise_conv_sentence(curves: dict[str, list[tuple[float, float]]], hours: str = "n/a") -> str:
+    """One or two sentences on the convolutional P cells at less corner noise (:data:`CNN_CORNER_STDS`): each
+    finished cell's error beside the paper's P error of the same model and its own at 5 px; the cells with no
+    finished run, with what a convolutional P cell took at 5 px (``hours``). Plain text.
+
+    Examples:
+        >>> pnoise_conv_sentence({"cnn": [(3.5, 1.2), (5.0, 3.54)]}, "2.1 to 2.6")  # doctest: +NORMALIZE_WHITESPACE
+        'At 3.5 px the plain CNN reaches 1.20% (paper 1.5%, 0.8x; 3.54% at 5 px). The affine ST-CNN at 3.5 px has no
+        finished run yet (at 5 px a convolutional P cell took 2.1 to 2.6 hours on one CPU thread).'
+        >>> pnoise_conv_sentence({})  # doctest: +ELLIPSIS
+        'The plain CNN at 3.5 px and the affine ST-CNN at 3.5 px have no finished run yet (at 5 px ... n/a hours ...).'
+    """
+    paper = _paper_by_cell()
+    done, missing = [], []
+    for std in CNN_CORNER_STDS:
+        for model in PNOISE_CNN_MODELS:
+            pts = dict(curves.get(model, []))
+            name = {"cnn": "plain CNN", "st-cnn-affine": "affine ST-CNN"}.get(model, _pnoise_name(model))
+            ref = paper[f"P-{model}"]
+            if std in pts:
+                own = f"; {pts[P_CORNER_STD]:.2f}% at {P_CORNER_STD:g} px" if P_CORNER_STD in pts else ""
+                done.append(f"the {name} reaches {pts[std]:.2f}% (paper {ref:g}%, {pts[std] / ref:.1f}x{own})")
+            else:
+                missing.append((std, name))
+    out = []
+    if done:
+        where = " and ".join(f"{s:g}" for s in CNN_CORNER_STDS)
+        out.append(f"At {where} px " + " and ".join(done) + ".")
+    if missing:
+        what = " and the ".join(f"{name} at {std:g} px" for std, name in missing)
+        out.append(f"The {what} {'have' if len(missing) > 1 else 'has'} no finished run yet (at {P_CORNER_STD:g} px "
+                   f"a convolutional P cell took {hours} hours on one CPU thread).")
+    return " ".join(out)
 
 
 def plot_pnoise(curves: dict[str, list[tuple[float, float]]], n: int = 6, pool: int = 1000):
