@@ -505,9 +505,8 @@ def _pnoise_name(model: str) -> str:
 
 def pnoise_curves(profile: str = "adam", root=None) -> dict[str, list[tuple[float, float]]]:
     """Per model of :data:`PNOISE_MODELS` and :data:`PNOISE_CNN_MODELS`: ``[(corner noise in px, % test error)]``
-    by increasing noise, from the
-    committed runs of the corner-noise experiment (``pnoise``) and the P column's own cell of the same profile
-    (5 px); models with no run are left out."""
+    by increasing noise, from the committed runs of the corner-noise experiment (``pnoise``) and the P column's own
+    cell of the same profile (5 px); models with no run are left out."""
     milder = load_results("pnoise", profile, root)
     own = load_results("table1", profile, root)
     out = {}
@@ -623,8 +622,9 @@ def pnoise_conv_sentence(curves: dict[str, list[tuple[float, float]]], hours: st
         'The plain CNN at 3.5 px and the affine ST-CNN at 3.5 px have no finished run yet (at 5 px ... n/a hours ...).'
     """
     paper = _paper_by_cell()
-    done, missing = [], []
+    out, missing = [], []
     for std in CNN_CORNER_STDS:
+        done = []
         for model in PNOISE_CNN_MODELS:
             pts = dict(curves.get(model, []))
             name = {"cnn": "plain CNN", "st-cnn-affine": "affine ST-CNN"}.get(model, _pnoise_name(model))
@@ -634,10 +634,8 @@ def pnoise_conv_sentence(curves: dict[str, list[tuple[float, float]]], hours: st
                 done.append(f"the {name} reaches {pts[std]:.2f}% (paper {ref:g}%, {pts[std] / ref:.1f}x{own})")
             else:
                 missing.append((std, name))
-    out = []
-    if done:
-        where = " and ".join(f"{s:g}" for s in CNN_CORNER_STDS)
-        out.append(f"At {where} px " + " and ".join(done) + ".")
+        if done:
+            out.append(f"At {std:g} px " + " and ".join(done) + ".")
     if missing:
         what = " and the ".join(f"{name} at {std:g} px" for std, name in missing)
         out.append(f"The {what} {'have' if len(missing) > 1 else 'has'} no finished run yet (at {P_CORNER_STD:g} px "

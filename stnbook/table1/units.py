@@ -103,7 +103,8 @@ def silent_key_numbers(rows: list[dict], prefix: str = "silent", loc_profile: st
     """Keys ``<prefix>_<cell>_<profile>`` (dashes as underscores): the classifier layer with the largest share of
     silent units, as "k of n"; ``<prefix>_..._error``: the run's latest test error, made at step ``..._step``
     (with thousands separators); ``<prefix>_..._result``: the same as a phrase that says whether the run has
-    finished; ``<prefix>_..._loc``: the localisation net's second layer as "k of n", where the run has one; ``<prefix>_loc_min`` / ``_loc_max``: the range of its silent share (%) over the rows of
+    finished (:func:`result_phrase`); ``<prefix>_..._loc``: the localisation net's second layer as "k of n", where
+    the run has one; ``<prefix>_loc_min`` / ``_loc_max``: the range of its silent share (%) over the rows of
     ``loc_profile`` that have one ("n/a" without). With ``same_step`` (metrics by cell of the runs of
     ``loc_profile``), ``<prefix>_..._ref`` for each row of another profile: the ``loc_profile`` run's error at the
     row's latest evaluation step (:func:`error_at`).
