@@ -131,6 +131,35 @@ def st_vs_plain(results: dict[str, dict]) -> list[dict]:
     return out
 
 
+def ordering_exceptions(results: dict[str, dict]) -> str:
+    """One sentence on the columns where the best transformer model is not below the plain one
+    (:func:`st_vs_plain`), each with both runs' errors, sizes and profiles, and whether they differ in size (more
+    than 1.5x in parameters).
+
+    Examples:
+        >>> run = lambda e, n, p: {"test_error": e, "params": n, "profile": p}
+        >>> ordering_exceptions({"TC-cnn": run(0.9, 396_000, "adam-400k-warmup"),
+        ...                      "TC-st-cnn-affine": run(0.96, 148_000, "adam")})  # doctest: +NORMALIZE_WHITESPACE
+        'The exception: on TC the plain CNN has 0.90% (396k parameters, adam-400k-warmup) and the best transformer
+        model, the ST-CNN Aff, 0.96% (148k parameters, adam), models of different sizes.'
+        >>> ordering_exceptions({"TC-cnn": run(1.0, 1, "a"), "TC-st-cnn-affine": run(0.5, 1, "a")})
+        'In every column the best transformer model has the lower error.'
+    """
+    bad = [v for v in st_vs_plain(results) if not v["better"]]
+    if not bad:
+        return "In every column the best transformer model has the lower error."
+    parts = []
+    for v in bad:
+        plain = results[cell_id(v["distortion"], v["arch"], None)]
+        st = results[cell_id(v["distortion"], v["arch"], v["transform"])]
+        size = lambda m: f"{m['params'] / 1000:.0f}k parameters, {m.get('profile', '?')}"
+        apart = max(plain["params"], st["params"]) > 1.5 * min(plain["params"], st["params"])
+        parts.append(f"on {v['distortion']} the plain {v['arch'].upper()} has {plain['test_error']:.2f}% "
+                     f"({size(plain)}) and the best transformer model, the {row_name(v['arch'], v['transform'])}, "
+                     f"{st['test_error']:.2f}% ({size(st)})" + (", models of different sizes" if apart else ""))
+    return ("The exception: " if len(bad) == 1 else "The exceptions: ") + "; ".join(parts) + "."
+
+
 def st_vs_plain_html(results: dict[str, dict]) -> str:
     """HTML table of :func:`st_vs_plain`: per distortion and classifier, the best ST model against the plain one."""
     rows = [[c["distortion"], c["arch"].upper(), row_name(c["arch"], c["transform"]), f"{c['st_error']:.2f}",
