@@ -901,6 +901,25 @@ def seed_key_numbers(by_seed: dict[int, dict[str, dict]], prefix: str = "seeds")
             f"{prefix}_max_range": f"{max(ranges):.2f}" if ranges else "n/a"}
 
 
+def seeds_at_paper(rows: list[dict]) -> str:
+    """Per cell with finished seeds (:func:`seed_rows`) and a paper error: how many seeds are at or below the
+    paper's error, and the best seed.
+
+    Examples:
+        >>> seeds_at_paper([{"cell": "RTS-st-cnn-affine", "paper": 0.5, "errors": {0: 0.65, 1: 0.55}},
+        ...                 {"cell": "RTS-cnn", "paper": 0.8, "errors": {}}])
+        "RTS ST-CNN Aff: 0 of 2 seeds at or below the paper's 0.5% (best 0.55%)"
+    """
+    parts = []
+    for r in rows:
+        if r["errors"] and r["paper"] is not None:
+            errs = list(r["errors"].values())
+            met = sum(e <= r["paper"] for e in errs)
+            parts.append(f"{_cell_name(r['cell'])}: {met} of {len(errs)} seed{'s' if len(errs) > 1 else ''} at or "
+                         f"below the paper's {r['paper']:g}% (best {min(errs):.2f}%)")
+    return "; ".join(parts) or "no seed has finished"
+
+
 def plot_ratio_to_paper(profiles: dict[str, dict[str, dict]]):
     """Ours / the paper's error per cell (log scale), one marker per profile (``{label: results}``), cells
     ordered as in Table 1 and limited to those of the last profile; the 1.5x target shaded."""
