@@ -1447,6 +1447,32 @@ def rectification_key_numbers(rows: list[dict], prefix: str) -> dict[str, str]:
             f"{prefix}_scale_max": f"{scales[-1]:.2f}" if scales else "n/a"}
 
 
+def rectification_compared(rows: dict[str, list[dict]]) -> str:
+    """For each cell measured under every label of ``rows`` (``{label: rectification_rows(...)}``, e.g. two model
+    sizes), its rotation slope and |r| (and scale slope on RTS) under each label, in the order of the labels.
+
+    Examples:
+        >>> big = [{"cell": "R-st-cnn-affine", "name": "R ST-CNN Aff", "rotation": {"r": -0.84, "slope": -0.55}}]
+        >>> small = [{"cell": "R-st-cnn-affine", "name": "R ST-CNN Aff", "rotation": {"r": -0.85, "slope": -0.6}},
+        ...          {"cell": "R-st-fcn-affine", "name": "R ST-FCN Aff", "rotation": {"r": -0.7, "slope": -0.4}}]
+        >>> rectification_compared({"400k": big, "150k": small})
+        'R ST-CNN Aff: rotation slope 0.55 (|r| 0.84) at 400k against 0.60 (|r| 0.85) at 150k'
+    """
+    labels = list(rows)
+    by_label = {label: {r["cell"]: r for r in rs} for label, rs in rows.items()}
+    cells = [r["cell"] for r in rows[labels[0]] if all(r["cell"] in by_label[k] for k in labels)] if labels else []
+    parts = []
+    for cell in cells:
+        got = [by_label[k][cell] for k in labels]
+        rot = " against ".join(f"{abs(r['rotation']['slope']):.2f} (|r| {abs(r['rotation']['r']):.2f}) at {k}"
+                               for k, r in zip(labels, got))
+        text = f"{got[0]['name']}: rotation slope {rot}"
+        if all(r.get("scale") for r in got):
+            text += ", scale slope " + " against ".join(f"{r['scale']['slope']:.2f}" for r in got)
+        parts.append(text)
+    return "; ".join(parts) or "no cell has been measured under every label"
+
+
 def figure_rectified(model, kind: str = "R", n: int = 8, title: str = ""):
     """Test inputs (top) and the transformer's outputs (bottom), with the applied angle and the rotation the
     transformer's theta implies printed: outputs come out upright when the two cancel."""
